@@ -1,0 +1,64 @@
+# actlab — `make help` lists the targets. Every target creates the venv when it is missing.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXP     ?= egotoy_finetune
+CLUSTER ?= local
+SWEEP   ?=
+DRY     ?= 0
+SEED    ?= 0
+SCALE   ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup sysdeps data split pretrain run test test-fast grid status resubmit tables bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv from the pinned requirements (pip)
+
+sysdeps: ## install Debian packages the tests need (Slurm, munge, MariaDB, LaTeX); root only, no-op otherwise
+	bash cluster/install_debian_deps.sh
+
+data: $(STAMP) ## generate the embedded egotoy data set under data/egotoy (SCALE=1, SEED=0)
+	$(PY) jobs/make_egotoy.py --out data/egotoy --seed $(SEED) --scale $(SCALE)
+
+split: data ## write splits/{pretrain,train,test}.json for egotoy
+	$(PY) jobs/split.py
+
+pretrain: split ## train the population model on the pretrain users
+	$(PY) jobs/pretrain.py
+
+run: pretrain ## the main job on egotoy, end to end: streams, transfer, tables, LaTeX, plots
+	$(PY) jobs/run_egotoy.py cluster=$(CLUSTER)
+
+test: $(STAMP) sysdeps ## the whole test suite (slow end-to-end and Slurm tests included)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+grid: $(STAMP) ## submit EXP's grid x users as Slurm arrays (CLUSTER=bluecrystal|local_slurm|local, DRY=1)
+	$(PY) jobs/grid.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY)
+
+status: $(STAMP) ## table of a sweep's tasks (SWEEP=path, default: latest)
+	$(PY) jobs/status.py $(SWEEP)
+
+resubmit: $(STAMP) ## resubmit failed or missing tasks of a sweep (SWEEP=path, default: latest)
+	$(PY) jobs/resubmit.py $(SWEEP)
+
+tables: $(STAMP) ## LaTeX tables and plots for a sweep (SWEEP=path, default: latest)
+	$(PY) postprocess/to_latex.py $(if $(SWEEP),--sweep $(SWEEP),)
+
+bench: $(STAMP) ## benchmarks, printed as ratios and written to benchmarks/results/
+	$(PY) benchmarks/run_all.py
+
+clean: ## remove generated data, results and sweeps (keeps .venv)
+	rm -rf data splits results sweeps outputs checkpoints wandb

@@ -1,0 +1,1 @@
+"""actlab: per-user continual adaptation of video action-recognition models, on Slurm."""

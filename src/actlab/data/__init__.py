@@ -1,0 +1,1 @@
+"""Ego4D-format annotations, the embedded egotoy data set, user splits and per-user streams."""

@@ -1,0 +1,1 @@
+"""The results store: one folder per run, written atomically."""
