@@ -1,0 +1,1 @@
+"""Running methods over user streams: the online loop, checkpoints, stream and transfer jobs."""

@@ -1,0 +1,39 @@
+"""W&B mirror of a run (the results store stays the source of truth).
+
+Contract (team brief): `wandb.init(id=identity.run_id, group=identity.group, project="actlab",
+dir=paths.wandb, mode=WANDB_MODE or "offline", resume="allow", config={identity, cfg, stream_sha256})`;
+per-batch `log` of running online metrics; at the end `summary.update(summary.json)`. The fixed id
+plus resume="allow" makes a requeued job continue the same run. No API key is ever written here:
+online mode uses whatever the user's environment / `wandb login` provides.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from actlab.identity import RunIdentity
+
+PROJECT = "actlab"
+
+
+class WandbMirror:
+    def __init__(self, identity: RunIdentity, cfg: dict[str, Any], stream_sha256: str,
+                 wandb_dir: str | Path, mode: str | None = None) -> None:
+        import wandb  # imported here: only runs that mirror pay for it
+
+        Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(id=identity.run_id, group=identity.group, project=PROJECT,
+                              name=identity.run_id, dir=str(wandb_dir),
+                              mode=os.environ.get("WANDB_MODE") or mode or "offline", resume="allow",
+                              config={"identity": identity.to_dict(), "cfg": cfg,
+                                      "stream_sha256": stream_sha256},
+                              settings=wandb.Settings(silent=True))
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.run.log(dict(values) | {"batch": step})
+
+    def finish(self, summary: dict[str, float] | None = None, exit_code: int = 0) -> None:
+        if summary:
+            self.run.summary.update(summary)
+        self.run.finish(exit_code=exit_code)
