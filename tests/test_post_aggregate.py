@@ -1,0 +1,163 @@
+"""Golden numbers for OAG, HAG (paired and upstream SE), transfer, forgetting and decorrelated OAG,
+hand-computed on a small results folder written with the layout names."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from actlab.identity import RunIdentity
+from actlab.post.aggregate import aggregate, higher_is_better, running_balanced, write_tables
+from actlab.data.errors import DataError
+from actlab.post.store_source import load_store
+from actlab.post.synthetic import write_run
+
+EXP = "exp"
+FROZEN, FT = "exp-frozen", "exp-ft"
+
+
+def ident(group: str, user: str, seed: int = 0, submitted: str = "20260101T000000Z") -> RunIdentity:
+    return RunIdentity(EXP, group, user, seed, submitted)
+
+
+def predictions(correct_action: list[int], reverse: bool = False) -> pd.DataFrame:
+    df = pd.DataFrame({"step": [0, 0, 0, 0, 1], "position": range(5), "index": [10, 11, 12, 13, 14],
+                       "verb": [0, 0, 1, 1, 2], "noun": [0, 0, 0, 1, 1],
+                       "correct_verb": correct_action, "correct_noun": correct_action,
+                       "correct_action": correct_action})
+    return df.iloc[::-1].reset_index(drop=True) if reverse else df
+
+
+@pytest.fixture()
+def results(tmp_path):
+    root = tmp_path / "results"
+    ref = {"68": (0.10, 3.0), "265": (0.20, 2.0), "324": (0.30, 1.0), "17": (0.5, 2.0)}
+    for u, (bacc, loss) in ref.items():
+        write_run(root, ident(FROZEN, u), "frozen",
+                  {"online/action/balanced_top1": bacc, "online/action/loss": loss}, f"sha{u}",
+                  predictions=predictions([0, 0, 0, 0, 1], reverse=True) if u == "68" else None)
+    ft = {"68": (0.30, 2.0, 0.40), "265": (0.25, 2.5, 0.30), "324": (0.50, 0.5, 0.80), "17": (0.9, 1.0, 0.9)}
+    transfer = {
+        "68": {"68": ("sha68", 2.5), "265": ("sha265", 2.4)},
+        "265": {"68": ("sha68", 3.5), "265": ("sha265", 1.5)},
+        "324": {"68": ("bad", 9.0)},
+    }
+    for u, (bacc, loss, hind) in ft.items():
+        write_run(root, ident(FT, u), "finetune",
+                  {"online/action/balanced_top1": bacc, "online/action/loss": loss,
+                   "hindsight/action/balanced_top1": hind},
+                  "other" if u == "17" else f"sha{u}",
+                  predictions=predictions([1, 0, 1, 0, 1]) if u == "68" else None,
+                  forgetting=pd.DataFrame({"label": ["a"] * 4, "step": [1, 2, 3, 4], "gap": [1, 3, 10, 40],
+                                           "acc_after": 0.0, "acc_before": 0.0,
+                                           "delta": [0.1, 0.3, 0.2, 0.6]}) if u == "68" else None,
+                  transfer={j: {"stream_sha256": s, "metrics": {"transfer/action/loss": v}}
+                            for j, (s, v) in transfer.get(u, {}).items()})
+    # an older submission of the same (group, user, seed) is superseded by the later one
+    write_run(root, ident(FT, "68", submitted="20250101T000000Z"), "finetune",
+              {"online/action/balanced_top1": 0.99}, "sha68")
+    write_run(root, ident(FT, "59"), "finetune", {}, "sha59", state="failed")
+    return root
+
+
+def value(agg, group, metric, stat="mean"):
+    t = agg.tidy
+    row = t[(t.group == group) & (t.metric == metric) & (t.stat == stat)]
+    assert len(row) == 1, (group, metric, stat, row)
+    return float(row.value.iloc[0])
+
+
+def test_oag_hag_golden(results):
+    agg = aggregate(load_store(results))
+    assert value(agg, FT, "oag/action/balanced_top1") == pytest.approx(0.15)
+    assert value(agg, FT, "oag/action/balanced_top1", "se") == pytest.approx(0.05)
+    assert value(agg, FT, "oag/action/balanced_top1", "n") == 3
+    # loss gain = reference - method: 1.0, -0.5, 0.5
+    assert value(agg, FT, "oag/action/loss") == pytest.approx(1 / 3)
+    assert value(agg, FT, "hag/action/balanced_top1") == pytest.approx(0.3)
+    assert value(agg, FT, "hag/action/balanced_top1", "se") == pytest.approx(0.2 / math.sqrt(3))
+    assert value(agg, FT, "hag/action/balanced_top1", "se_upstream") == pytest.approx(math.sqrt(0.07 / 3))
+    # finals are per user (the superseded submission of user 68 is not counted) and include 17
+    assert value(agg, FT, "online/action/balanced_top1") == pytest.approx((0.30 + 0.25 + 0.50 + 0.9) / 4)
+
+
+def test_missing_failed_mismatched_flagged_everywhere(results):
+    agg = aggregate(load_store(results))
+    info = agg.info(FT)
+    assert info.reference == FROZEN
+    assert info.failed == ("59",) and info.mismatched == ("17",) and info.missing == ()
+    assert info.partial
+    rows = agg.tidy[agg.tidy.group == FT]
+    assert rows.partial.all() and (rows.failed_users == "59").all() and (rows.mismatched_users == "17").all()
+    frozen = agg.info(FROZEN)
+    assert frozen.missing == ("59",) and frozen.partial
+    aggr = aggregate(load_store(results), expected_users=["68", "265", "324", "17"])
+    assert aggr.info(FROZEN).missing == () and not aggr.info(FROZEN).partial
+
+
+def test_transfer_matrix_golden(results):
+    agg = aggregate(load_store(results))
+    gain = agg.transfer_matrix(FT, "gain", "action", "loss")
+    assert list(gain.index) == ["265", "68"] and list(gain.columns) == ["265", "68"]  # sorted as strings
+    assert gain.loc["68", "68"] == pytest.approx(0.5) and gain.loc["68", "265"] == pytest.approx(-0.4)
+    assert gain.loc["265", "68"] == pytest.approx(-0.5) and gain.loc["265", "265"] == pytest.approx(0.5)
+    absolute = agg.transfer_matrix(FT, "abs", "action", "loss")
+    assert absolute.loc["324", "68"] == 9.0            # absolute cell kept ...
+    assert "324" not in gain.index                      # ... but no gain against another stream
+    assert value(agg, FT, "transfer_gain_diag/action/loss") == pytest.approx(0.5)
+    assert value(agg, FT, "transfer_gain_offdiag/action/loss") == pytest.approx(-0.45)
+    assert value(agg, FT, "transfer_gain_offdiag/action/loss", "se") == pytest.approx(0.05)
+
+
+def test_forgetting_bins_golden(results):
+    agg = aggregate(load_store(results))
+    bins = agg.forgetting[agg.forgetting.group == FT].reset_index(drop=True)
+    assert list(bins.bin_lo) == [0.0, 1.0, 1.5] and list(bins.n) == [2, 1, 1]
+    assert list(bins["mean"]) == pytest.approx([0.2, 0.2, 0.6])
+    assert bins.se[0] == pytest.approx(0.1) and math.isnan(bins.se[1])
+    x, y = np.log10([1, 3, 10, 40]), np.array([0.1, 0.3, 0.2, 0.6])
+    r = ((x - x.mean()) * (y - y.mean())).sum() / math.sqrt(((x - x.mean()) ** 2).sum() * ((y - y.mean()) ** 2).sum())
+    assert value(agg, FT, "forgetting/delta", "r") == pytest.approx(r)
+
+
+def test_decorrelated_oag_golden(results):
+    agg = aggregate(load_store(results))
+    # action labels 0-0 0-0 1-0 1-1 2-1 -> decorrelated samples 2, 3, 4
+    assert value(agg, FT, "oag_decorrelated/action/top1") == pytest.approx(1 / 3)
+    assert value(agg, FT, "oag_decorrelated/action/balanced_top1") == pytest.approx(1 / 3)
+    assert value(agg, FT, "oag_correlated/action/top1") == pytest.approx(0.5)
+    assert value(agg, FT, "oag_decorrelated/action/n_samples") == 3
+    curve = agg.curves[(agg.curves.group == FT) & (agg.curves.task == "action")]
+    # running balanced accuracy, method [1,.5,.75,.5,.625] vs reference [0,0,0,0,.25]
+    assert list(curve.oag) == pytest.approx([1.0, 0.5, 0.75, 0.5, 0.375])
+
+
+def test_running_balanced_matches_definition():
+    y = np.array(["a", "b", "a", "c", "a"])
+    c = np.array([1, 0, 0, 1, 1])
+    assert list(running_balanced(y, c)) == pytest.approx([1, 0.5, 0.25, 0.5, (2 / 3 + 0 + 1) / 3])
+
+
+def test_direction():
+    assert not higher_is_better("online/action/loss")
+    assert higher_is_better("oag/action/loss") and higher_is_better("hindsight/verb/top1")
+    assert higher_is_better("transfer_gain_diag/action/loss")
+
+
+def test_reference_must_be_unique(results):
+    write_run(results, ident("exp-frozen2", "68"), "frozen", {"online/action/loss": 1.0}, "sha68")
+    with pytest.raises(DataError, match="several frozen groups"):
+        aggregate(load_store(results))
+    agg = aggregate(load_store(results), reference_group=FROZEN)
+    assert agg.info(FT).reference == FROZEN
+
+
+def test_tidy_outputs(results, tmp_path):
+    agg = aggregate(load_store(results))
+    paths = write_tables(agg, tmp_path / "out")
+    back = pd.read_parquet(paths["aggregate_parquet"])
+    assert len(back) == len(agg.tidy)
+    assert not back.duplicated(["experiment", "group", "metric", "stat"]).any()
+    assert pd.read_csv(paths["aggregate_csv"]).shape == back.shape

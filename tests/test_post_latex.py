@@ -1,0 +1,82 @@
+"""LaTeX tables: bold best by direction with ties at the shown precision, escaping, NaN SE,
+partial flags, and a pdflatex build of the output."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import require
+from actlab.post.latex import Column, TableSpec, escape, load_spec, render_document, render_table
+
+
+def tidy(cells: dict[tuple[str, str], tuple[float, float]], partial: dict[str, str] | None = None) -> pd.DataFrame:
+    partial = partial or {}
+    rows = []
+    for (group, metric), (mean, se) in cells.items():
+        for stat, v in (("mean", mean), ("se", se)):
+            rows.append({"group": group, "metric": metric, "stat": stat, "value": v,
+                         "partial": group in partial, "missing_users": partial.get(group, ""),
+                         "failed_users": "", "mismatched_users": ""})
+    return pd.DataFrame(rows)
+
+
+def test_bold_by_direction_and_ties():
+    t = tidy({("a", "online/action/loss"): (1.004, 0.1), ("b", "online/action/loss"): (0.996, 0.1),
+              ("c", "online/action/loss"): (2.0, 0.1),
+              ("a", "oag/action/top1"): (9.8, 0.1), ("b", "oag/action/top1"): (11.8, 0.2),
+              ("c", "oag/action/top1"): (11.0, math.nan)})
+    tex = render_table(t, TableSpec((Column("online/action/loss", "loss"), Column("oag/action/top1", "OAG")),
+                                    precision=2))
+    lines = {ln.split(" & ")[0]: ln for ln in tex.splitlines() if " & " in ln}
+    # loss: lower is better; 1.004 and 0.996 both show as 1.00 -> both bold
+    assert r"\textbf{1.00 $\pm$ 0.10}" in lines["a"] and r"\textbf{1.00 $\pm$ 0.10}" in lines["b"]
+    assert r"\textbf{2.00" not in lines["c"]
+    # gain: higher is better, numerically (a text comparison would pick 9.8)
+    assert r"\textbf{11.80 $\pm$ 0.20}" in lines["b"] and r"\textbf{9.80" not in lines["a"]
+    assert "11.00 $\\pm$ --" in lines["c"]                     # SE of one value: shown as missing
+    # precision 0: 11.8 and 12.3 both show as 12 -> tied, both bold; 9.8 shows as 10
+    t0 = tidy({("a", "oag/action/top1"): (9.8, 0.1), ("b", "oag/action/top1"): (11.8, 0.2),
+               ("c", "oag/action/top1"): (12.3, 0.2)})
+    tex0 = render_table(t0, TableSpec((Column("oag/action/top1"),), precision=0))
+    assert tex0.count(r"\textbf") == 2 and r"\textbf{10" not in tex0
+
+
+def test_escaping_rows_and_partial_notes():
+    t = tidy({("g_1", "oag/action/top1"): (1.0, 0.5), ("g2", "oag/action/top1"): (2.0, 0.5)},
+             partial={"g2": "59,23"})
+    spec = TableSpec((Column("oag/action/top1", "OAG 50% & more_x"),), rows={"g2": "Replay #1 {x}", "g_1": "SGD_lr"})
+    tex = render_table(t, spec)
+    assert r"OAG 50\% \& more\_x" in tex and r"Replay \#1 \{x\}" in tex and r"SGD\_lr &" in tex
+    assert tex.index("Replay") < tex.index("SGD")              # row order from the spec
+    assert r"Replay \#1 \{x\}$^\dagger$" in tex and "missing users 59,23" in tex
+    assert escape("a\\b~^") == r"a\textbackslash{}b\textasciitilde{}\textasciicircum{}"
+    with pytest.raises(ValueError, match="no results"):
+        render_table(t, TableSpec((Column("oag/action/top1"),), rows={"nope": "x"}))
+
+
+def test_spec_from_yaml(tmp_path):
+    path = tmp_path / "cols.yaml"
+    path.write_text("columns:\n  - {metric: hag/action/balanced_top1, label: HAG, se: se_upstream}\n"
+                    "  - oag/verb/top1\nrows: {b: B}\nprecision: 1\nscale: 100\n")
+    spec = load_spec(path, precision=3)
+    assert spec.precision == 3 and spec.scale == 100 and spec.rows == {"b": "B"}
+    assert spec.columns == (Column("hag/action/balanced_top1", "HAG", "se_upstream"), Column("oag/verb/top1"))
+    path.write_text("colums: []\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_spec(path)
+
+
+def test_pdflatex_compiles(tmp_path):
+    require(shutil.which("pdflatex") is not None, "pdflatex missing (bash cluster/install_debian_deps.sh)")
+    t = tidy({("g_1", "oag/action/top1"): (1.0, math.nan), ("g&2", "oag/action/top1"): (2.0, 0.5)},
+             partial={"g&2": "5_9"})
+    tex = render_table(t, TableSpec((Column("oag/action/top1", "OAG % #"),), caption="50% of $ & _"))
+    (tmp_path / "doc.tex").write_text(render_document([tex]))
+    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
