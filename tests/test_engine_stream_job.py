@@ -72,7 +72,7 @@ def test_a_completed_run_holds_every_result_and_a_rerun_is_a_no_op(stream_overri
     identity = json.loads((folder / layout.IDENTITY).read_text())
     assert identity["user"] == USER and identity["submitted"] == "20260101T000000Z"
     # the W&B mirror: an offline run folder whose id is the run identity
-    assert list((tmp_path / "wandb").rglob(f"run-*-{identity['run_id']}.wandb"))
+    assert list((tmp_path / "wandb").rglob(f"run-{identity['run_id']}.wandb"))
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
     assert stream_job.run(cfg_for(stream_overrides, "method=replay")) == folder
     assert before == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
