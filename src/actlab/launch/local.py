@@ -1,0 +1,78 @@
+"""The `local` cluster: the tasks of a sweep as processes on this machine, at most N at once.
+
+Each process gets SLURM_ARRAY_TASK_ID/SLURM_ARRAY_JOB_ID-like variables (so logs and the task
+code look the same as under Slurm) and, when there are GPUs, CUDA_VISIBLE_DEVICES of its own.
+A task that stopped on request (exit code REQUEUE_EXIT_CODE) is started again and resumes.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from actlab.identity import submit_timestamp
+from actlab.launch import manifest as mf
+
+REQUEUE_EXIT_CODE = 3   # actlab.engine.preemption.REQUEUE_EXIT_CODE, without importing torch here
+
+
+def visible_gpus() -> list[str]:
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, int]:
+    """Run `rows`, blocking; returns row -> exit code. Logs: logs/local-<id>_<row>.out."""
+    resources = manifest.resources
+    gpus = visible_gpus() if int(resources.get("gpus") or 0) else []
+    width = max(1, int(resources.get("array_parallelism") or 1))
+    if gpus:
+        width = min(width, len(gpus))   # one GPU per process
+    slots: queue.Queue[str | None] = queue.Queue()
+    for i in range(width):
+        slots.put(gpus[i] if gpus else None)
+    job_id = f"local{os.getpid()}{submit_timestamp()[-7:-1]}"
+    logs = mf.logs_dir(sweep)
+    logs.mkdir(parents=True, exist_ok=True)
+    python = manifest.cluster.get("python") or sys.executable
+    max_restarts = int(resources.get("max_requeues", 3))
+
+    def one(row: int) -> int:
+        gpu = slots.get()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
+            env |= {"SLURM_ARRAY_JOB_ID": job_id, "SLURM_ARRAY_TASK_ID": str(row),
+                    "PYTHONPATH": str(mf.code_dir(sweep) / "src")}
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+            elif gpus == [] and int(resources.get("gpus") or 0) == 0:
+                env["CUDA_VISIBLE_DEVICES"] = ""
+            for restart in range(max_restarts + 1):
+                env["SLURM_RESTART_COUNT"] = str(restart)
+                with open(logs / f"{job_id}_{row}.out", "a") as log:
+                    rc = subprocess.run([python, "-u", "-m", "actlab.launch.task", str(sweep / mf.MANIFEST),
+                                         "--row", str(row)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=sweep).returncode
+                if rc != REQUEUE_EXIT_CODE:
+                    return rc
+            return rc
+        finally:
+            slots.put(gpu)
+
+    mf.append_jobs(sweep, [{"kind": "local", "job_id": job_id, "rows": rows, "offset": None,
+                            "submitted": submit_timestamp()}])
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        codes = dict(zip(rows, pool.map(one, rows)))
+    mf.atomic_write_json(sweep / f"{job_id}.exit_codes.json", {str(k): v for k, v in codes.items()})
+    failed = [r for r, c in codes.items() if c != 0]
+    print(f"local run {job_id}: {len(rows) - len(failed)} of {len(rows)} tasks succeeded"
+          + (f"; failed rows {failed} (logs in {logs})" if failed else "") + f"; sweep: {sweep}")
+    return codes

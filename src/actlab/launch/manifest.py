@@ -1,0 +1,157 @@
+"""A sweep folder: manifest (array row -> grid point, user, identity, run folder), code snapshot, jobs.
+
+sweeps/<experiment>/<submitted>-<random>/
+  manifest.json   fixed at submit time: rows, identities, the literal values every task gets
+  code/src, code/configs   the code the tasks import (PYTHONPATH), copied at submit time
+  git.json, git.diff       commit and uncommitted changes of the submitting tree
+  jobs.json       each submission of rows (Slurm array id or local run) -> the rows it runs
+  logs/           per-task logs, %A_%a
+Nothing written here may hold a secret: `scrub` removes the values of secret-looking variables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actlab.atomic import atomic_write_json, atomic_write_text
+from actlab.identity import RunIdentity
+
+MANIFEST = "manifest.json"
+JOBS = "jobs.json"
+_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|PASSWD)", re.IGNORECASE)
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables whose names look secret (WANDB_API_KEY, ...)."""
+    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 4]
+
+
+def scrub(text: str) -> str:
+    for value in secret_values():
+        text = text.replace(value, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int
+    overrides: dict[str, Any]
+    user: str
+    seed: int
+    identity: dict[str, Any]      # RunIdentity.to_dict()
+    run_folder: str
+
+    @property
+    def run_identity(self) -> RunIdentity:
+        return RunIdentity.from_dict(self.identity)
+
+
+@dataclass
+class Manifest:
+    experiment: str
+    submitted: str
+    code: str
+    job: str                      # "module:function" called with the composed config
+    config_name: str
+    literals: dict[str, Any]      # values set on every task's config (paths.root, ...)
+    rows: list[Row]
+    cluster: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        return cls(**(d | {"rows": [Row(**r) for r in d["rows"]]}))
+
+    def row(self, index: int) -> Row:
+        if not 0 <= index < len(self.rows):
+            raise ValueError(f"manifest has rows 0..{len(self.rows) - 1}, not {index}")
+        return self.rows[index]
+
+
+def sweep_dir(path: str | Path) -> Path:
+    """The sweep folder of a manifest path or a sweep folder."""
+    path = Path(path)
+    return path.parent if path.name == MANIFEST else path
+
+
+def code_dir(sweep: Path) -> Path:
+    return sweep / "code"
+
+
+def logs_dir(sweep: Path) -> Path:
+    return sweep / "logs"
+
+
+def new_sweep(sweeps_root: str | Path, experiment: str, submitted: str) -> Path:
+    """A fresh folder; the random suffix keeps two submissions of the same second apart."""
+    parent = Path(sweeps_root) / experiment
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f"{submitted}-{secrets.token_hex(3)}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+
+
+def latest_sweep(sweeps_root: str | Path) -> Path:
+    found = sorted(Path(sweeps_root).glob(f"*/*/{MANIFEST}"), key=lambda p: p.parent.name)
+    if not found:
+        raise ValueError(f"no sweep with a {MANIFEST} under {sweeps_root}")
+    return found[-1].parent
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def snapshot_code(repo: Path, config_dir: Path, sweep: Path) -> dict[str, Any]:
+    """Copy src/ and the config dir under the sweep; record the commit and the uncommitted diff."""
+    dest = code_dir(sweep)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(repo / "src", dest / "src", ignore=ignore)
+    shutil.copytree(config_dir, dest / "configs", ignore=ignore)
+    commit = _git(repo, "rev-parse", "HEAD").strip() or "unknown"
+    diff = _git(repo, "diff", "HEAD")
+    untracked = _git(repo, "ls-files", "--others", "--exclude-standard").split()
+    atomic_write_text(sweep / "git.diff", scrub(diff))
+    info = {"commit": commit, "dirty": bool(diff or untracked), "diff": "git.diff",
+            "untracked": untracked, "repo": str(repo)}
+    atomic_write_json(sweep / "git.json", info)
+    return info
+
+
+def write_manifest(sweep: Path, manifest: Manifest) -> Path:
+    text = scrub(json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
+    return atomic_write_text(sweep / MANIFEST, text)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    path = sweep_dir(path) / MANIFEST
+    try:
+        return Manifest.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable manifest ({e})") from e
+
+
+def load_jobs(sweep: Path) -> list[dict[str, Any]]:
+    path = sweep / JOBS
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def append_jobs(sweep: Path, entries: list[dict[str, Any]]) -> None:
+    """One entry per submission: {"kind": "slurm"|"local", "job_id", "rows": [...], ...}."""
+    atomic_write_json(sweep / JOBS, load_jobs(sweep) + entries)

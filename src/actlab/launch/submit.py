@@ -1,0 +1,202 @@
+"""Submit a sweep: validate the grid, fix identities, write manifest + code snapshot, submit arrays.
+
+Slurm: submitit `SlurmExecutor.map_array`, one array job per chunk of at most MaxArraySize tasks
+(MaxArraySize caps the array index, so every chunk is indexed 0..k and its tasks add the chunk's
+offset), `%N` throttle = resources.array_parallelism, logs `%A_%a`, never waits for the jobs.
+The tasks import the sweep's code snapshot (PYTHONPATH), not the working tree.
+The pre-timeout signal: submitit runs the task under `srun`, and Slurm delivers a plain
+`--signal=USR2@grace` to srun steps (`B:` would signal only the batch shell, which would die of it).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from actlab.identity import code_version, submit_timestamp
+from actlab.launch import manifest as mf
+from actlab.launch.grid import build_grid
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: str
+    rows: list[int]
+    offset: int | None       # rows == offset + array index, when contiguous
+
+
+def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any], *,
+            job: str = "actlab.engine.stream_job:run", config_name: str = "stream",
+            config_dir: str | Path | None = None, sweeps_root: str | Path | None = None,
+            repo: Path = REPO, dry: bool = False, submitted: str | None = None) -> tuple[Path, mf.Manifest]:
+    """Validate every grid point, then write the sweep folder (a temporary one when dry)."""
+    config_dir = Path(config_dir or repo / "configs").resolve()
+    grid = build_grid(config_dir, experiment, config_name)
+    submitted, code = submitted or submit_timestamp(), code_version(repo)
+    paths = grid.cfg.paths
+    literals = {"paths.root": str(Path(paths.root).resolve())}
+    results_root = Path(paths.results).resolve()
+    rows = []
+    for i, p in enumerate(grid.points):
+        ident = p.identity(experiment, submitted, code)
+        rows.append(mf.Row(index=i, overrides=p.overrides, user=p.user, seed=p.seed,
+                           identity=ident.to_dict(), run_folder=str(ident.folder(results_root))))
+    ids = [r.identity["run_id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"experiment {experiment}: two grid points give the same run id (duplicate grid values?)")
+    sweep = (Path(tempfile.mkdtemp(prefix="actlab-dry-")) if dry
+             else mf.new_sweep(Path(sweeps_root or paths.sweeps).resolve(), experiment, submitted))
+    git = mf.snapshot_code(repo, config_dir, sweep)
+    manifest = mf.Manifest(experiment=experiment, submitted=submitted, code=code, job=job,
+                           config_name=config_name, literals=literals, rows=rows,
+                           cluster=_plain(cluster), resources=_plain(resources), git=git)
+    mf.write_manifest(sweep, manifest)
+    return sweep, manifest
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def max_array_size(cluster: dict[str, Any]) -> int:
+    if cluster.get("max_array_size"):
+        return int(cluster["max_array_size"])
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60,
+                         env=os.environ | cluster_env(cluster))
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize":
+            return int(value.strip())
+    raise RuntimeError(f"MaxArraySize not found in `scontrol show config` ({out.stderr.strip()})")
+
+
+def cluster_env(cluster: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (cluster.get("env") or {}).items()}
+
+
+def chunks(rows: list[int], size: int) -> list[list[int]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def slurm_parameters(cluster: dict[str, Any], resources: dict[str, Any], sweep: Path,
+                     job_name: str) -> dict[str, Any]:
+    gpus = int(resources.get("gpus") or 0)
+    partition = cluster.get("gpu_partition") if gpus else cluster.get("partition")
+    setup = [str(line) for line in cluster.get("setup") or []]
+    setup += [f"export {k}={shlex.quote(v)}" for k, v in cluster_env(cluster).items()]
+    setup.append(f"export PYTHONPATH={shlex.quote(str(mf.code_dir(sweep) / 'src'))}")
+    extra: dict[str, Any] = {}
+    if gpus:
+        extra["gres"] = str(cluster["gres"]).format(gpus=gpus)
+    extra.update(cluster.get("sbatch") or {})
+    params: dict[str, Any] = dict(
+        job_name=job_name, cpus_per_task=int(resources["cpus"]), mem=f"{int(resources['mem_gb'])}G",
+        time=int(resources["time_min"]), array_parallelism=int(resources["array_parallelism"]),
+        signal_delay_s=int(resources["signal_grace_s"]), setup=setup, use_srun=True,
+        additional_parameters=extra)
+    for key in ("partition", "account", "qos"):
+        value = partition if key == "partition" else cluster.get(key)
+        if value:
+            params[key] = str(value)
+    return params
+
+
+def _drop_wckey(script: str) -> str:
+    """submitit always writes `--wckey=submitit`; clusters without wckeys (BlueCrystal) want none."""
+    return "\n".join(line for line in script.splitlines() if not line.startswith("#SBATCH --wckey"))
+
+
+def _executor(sweep: Path, cluster: dict[str, Any], params: dict[str, Any]):
+    import submitit
+
+    class Executor(submitit.SlurmExecutor):
+        def _make_submission_file_text(self, command: str, uid: str) -> str:
+            return mf.scrub(_drop_wckey(super()._make_submission_file_text(command, uid)))
+
+    ex = Executor(folder=mf.logs_dir(sweep), max_num_timeout=0, python=cluster.get("python") or sys.executable)
+    ex.update_parameters(**params)
+    return ex
+
+
+def sbatch_script(sweep: Path, cluster: dict[str, Any], params: dict[str, Any], n: int) -> str:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    python = cluster.get("python") or sys.executable
+    folder = mf.logs_dir(sweep)
+    command = " ".join([shlex.quote(python), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return mf.scrub(_drop_wckey(_make_sbatch_string(command=command, folder=folder, map_count=n, **params)))
+
+
+def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: bool = False,
+                contiguous: bool = True) -> list[Chunk]:
+    """Submit `rows` of the manifest as arrays of at most MaxArraySize; prints ids and sizes.
+
+    contiguous: chunk tasks find their row as offset + SLURM_ARRAY_TASK_ID (the initial submission);
+    otherwise (resubmission of scattered rows) each task is given its row.
+    """
+    from actlab.launch.task import run_row, run_slurm_task
+
+    cluster, resources = manifest.cluster, manifest.resources
+    env = cluster_env(cluster)
+    os.environ.update(env)   # sbatch/squeue/sacct of submitit use SLURM_CONF from here
+    limit = max_array_size(cluster)
+    params = slurm_parameters(cluster, resources, sweep, f"actlab-{manifest.experiment}")
+    parts = chunks(rows, limit)
+    out: list[Chunk] = []
+    for part in parts:
+        if dry:
+            print(f"--- array of {len(part)} tasks (rows {part[0]}..{part[-1]}), sbatch script:")
+            print(sbatch_script(sweep, cluster, params, len(part)))
+            continue
+        ex = _executor(sweep, cluster, params)
+        path = str(sweep / mf.MANIFEST)
+        if contiguous:
+            jobs = ex.map_array(run_slurm_task, [path] * len(part), [part[0]] * len(part))
+        else:
+            jobs = ex.map_array(run_row, [path] * len(part), part)
+        array_id = jobs[0].job_id.split("_")[0]
+        out.append(Chunk(job_id=array_id, rows=part, offset=part[0] if contiguous else None))
+        print(f"submitted array {array_id}: {len(part)} tasks (rows {part[0]}..{part[-1]}, "
+              f"%{min(len(part), int(resources['array_parallelism']))})")
+    if not dry:
+        mf.append_jobs(sweep, [{"kind": "slurm", "job_id": c.job_id, "rows": c.rows, "offset": c.offset,
+                                "submitted": submit_timestamp()} for c in out])
+    print(f"{'dry run, nothing submitted: ' if dry else ''}{len(rows)} tasks in {len(parts)} "
+          f"array(s) of <= {limit} (MaxArraySize); sweep: {sweep}")
+    return out
+
+
+def launch(launch_cfg: DictConfig, repo: Path = REPO) -> tuple[Path, list[Chunk]]:
+    """jobs/grid.py: the whole submission from the composed configs/launch.yaml."""
+    cluster, resources = _plain(launch_cfg.cluster), _plain(launch_cfg.resources)
+    dry = bool(launch_cfg.dry)
+    sweep, manifest = prepare(str(launch_cfg.experiment), cluster, resources, job=str(launch_cfg.job),
+                              config_name=str(launch_cfg.config_name), config_dir=launch_cfg.config_dir,
+                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, dry=dry)
+    rows = list(range(len(manifest.rows)))
+    try:
+        if cluster["executor"] == "local":
+            from actlab.launch.local import run_local
+
+            if dry:
+                print(f"dry run: {len(rows)} tasks would run in a local pool of "
+                      f"{resources['array_parallelism']}; nothing run")
+                return sweep, []
+            run_local(sweep, manifest, rows)
+            return sweep, []
+        if cluster["executor"] != "slurm":
+            raise ValueError(f"cluster.executor: {cluster['executor']!r} is not slurm or local")
+        return sweep, submit_rows(sweep, manifest, rows, dry=dry)
+    finally:
+        if dry:
+            shutil.rmtree(sweep, ignore_errors=True)
