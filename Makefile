@@ -27,14 +27,27 @@ setup: $(STAMP) ## create .venv from the pinned requirements (pip)
 sysdeps: ## install Debian packages the tests need (Slurm, munge, MariaDB, LaTeX); root only, no-op otherwise
 	bash cluster/install_debian_deps.sh
 
-data: $(STAMP) ## generate the embedded egotoy data set under data/egotoy (SCALE=1, SEED=0)
+DATA_DONE   := data/egotoy/.generated
+SPLITS_DONE := splits/.written
+PRETRAINED  := checkpoints/egotoy_pretrained.pt
+
+# File targets, so `make run` twice does not regenerate, re-split or retrain what is up to date.
+$(DATA_DONE): $(STAMP) src/actlab/data/egotoy.py src/actlab/data/egotoy_render.py
 	$(PY) jobs/make_egotoy.py --out data/egotoy --seed $(SEED) --scale $(SCALE)
+	touch $@
 
-split: data ## write splits/{pretrain,train,test}.json for egotoy
+$(SPLITS_DONE): $(DATA_DONE) src/actlab/data/split.py configs/data/egotoy.yaml
 	$(PY) jobs/split.py
+	touch $@
 
-pretrain: split ## train the population model on the pretrain users
+$(PRETRAINED): $(SPLITS_DONE)
 	$(PY) jobs/pretrain.py
+
+data: $(DATA_DONE) ## generate the embedded egotoy data set under data/egotoy (SCALE=1, SEED=0)
+
+split: $(SPLITS_DONE) ## write splits/{pretrain,train,test}.json for egotoy
+
+pretrain: $(PRETRAINED) ## train the population model on the pretrain users (checkpoints/)
 
 run: pretrain ## the main job on egotoy, end to end: streams, transfer, tables, LaTeX, plots
 	$(PY) jobs/run_egotoy.py cluster=$(CLUSTER)
