@@ -1,7 +1,11 @@
-"""Adapt the pretrained model online to one user's stream: see actlab.engine.stream_job."""
+"""Adapt the pretrained model online to one user's stream: see actlab.engine.stream_job.
+
+    python jobs/stream.py experiment=egotoy_main user=68 method=replay method.memory_size=8
+"""
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from actlab.engine import preemption, stream_job
@@ -9,6 +13,10 @@ from actlab.engine import preemption, stream_job
 
 @hydra.main(config_path="../configs", config_name="stream", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if not cfg.overrides:
+        # Run by hand, not by the launcher: the command line's own choices define the grid
+        # point, so `method=frozen` and `method=replay` land in different groups.
+        cfg.overrides = stream_job.point_overrides(list(HydraConfig.get().overrides.task))
     try:
         print(stream_job.run(cfg))
     except preemption.Preempted as stop:

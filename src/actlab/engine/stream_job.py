@@ -52,6 +52,22 @@ def identity_from_cfg(cfg: DictConfig) -> RunIdentity:
     return ident
 
 
+# Command-line keys that name a run (its identity) or where it writes, not what it computes.
+NOT_A_POINT = ("user", "seed", "submitted", "group", "code", "experiment", "overrides", "paths.",
+               "wandb.", "hydra.", "checkpoint_every")
+
+
+def point_overrides(task_overrides: list[str]) -> dict[str, str]:
+    """The grid point of a hand-typed command line: its `key=value` overrides that change results."""
+    point = {}
+    for item in task_overrides:
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_A_POINT):
+            point[key] = value
+    return point
+
+
 def load_reference(path: str | None, sha256: str) -> pd.DataFrame | None:
     """The frozen run's predictions for the same stream (its stream.json must carry the same sha)."""
     if not path:

@@ -1,0 +1,1 @@
+"""Offline training: the population (pretrained) model."""
