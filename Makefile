@@ -7,6 +7,7 @@ EXP     ?= egotoy_finetune
 CLUSTER ?= local
 SWEEP   ?=
 DRY     ?= 0
+ARGS    ?=
 SEED    ?= 0
 SCALE   ?= 1
 
@@ -50,7 +51,8 @@ split: $(SPLITS_DONE) ## write splits/{pretrain,train,test}.json for egotoy
 pretrain: $(PRETRAINED) ## train the population model on the pretrain users (checkpoints/)
 
 run: pretrain ## the main job on egotoy, end to end: streams, transfer, tables, LaTeX, plots
-	$(PY) jobs/run_egotoy.py cluster=$(CLUSTER)
+	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
+	$(PY) jobs/run_egotoy.py cluster=$(CLUSTER) $(ARGS)
 
 test: $(STAMP) sysdeps ## the whole test suite (slow end-to-end and Slurm tests included)
 	$(PY) -m pytest -q
@@ -59,7 +61,8 @@ test-fast: $(STAMP) ## tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
 grid: $(STAMP) ## submit EXP's grid x users as Slurm arrays (CLUSTER=bluecrystal|local_slurm|local, DRY=1)
-	$(PY) jobs/grid.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY)
+	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
+	$(PY) jobs/grid.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS)
 
 status: $(STAMP) ## table of a sweep's tasks (SWEEP=path, default: latest)
 	$(PY) jobs/status.py $(SWEEP)

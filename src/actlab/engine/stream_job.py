@@ -54,17 +54,19 @@ def identity_from_cfg(cfg: DictConfig) -> RunIdentity:
 
 # Command-line keys that name a run (its identity) or where it writes, not what it computes.
 NOT_A_POINT = ("user", "seed", "submitted", "group", "code", "experiment", "overrides", "paths.",
-               "wandb.", "hydra.", "checkpoint_every")
+               "wandb.", "hydra.", "checkpoint_every", "threads")
 
 
-def point_overrides(task_overrides: list[str]) -> dict[str, str]:
-    """The grid point of a hand-typed command line: its `key=value` overrides that change results."""
+def point_overrides(task_overrides: list[str]) -> dict[str, Any]:
+    """The grid point of a hand-typed command line: its `key=value` overrides that change results,
+    typed by Hydra's grammar as the launcher types grid values (`0.1` is a float, not a string)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     point = {}
-    for item in task_overrides:
-        key, _, value = item.partition("=")
-        key = key.lstrip("+~")
+    for ov in OverridesParser.create().parse_overrides(task_overrides):
+        key = ov.key_or_group
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_A_POINT):
-            point[key] = value
+            point[key] = ov.value()
     return point
 
 
@@ -93,6 +95,7 @@ def run(cfg: DictConfig) -> Path:
     if store.is_completed():
         print(f"{store.folder}: already completed, nothing to do")
         return store.folder
+    torch.set_num_threads(int(cfg.threads))
     seed_everything(identity.seed)
     stream = open_user_stream(cfg.data, identity.user)
     stats = stream.stats | {f"stream/{k}": v for k, v in stream_statistics(stream.clips).items()}

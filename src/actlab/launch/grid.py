@@ -4,6 +4,10 @@ A grid key that names a config group (`method: [frozen, replay]`) becomes a Hydr
 `method=replay` (its value must be an option of the group); any other key (`method.lr`) is set
 on the composed config with OmegaConf, so a value is data and never passes through Hydra's
 override grammar or a shell: spaces, quotes, `$()`, backticks and `;` reach the task unchanged.
+A key written `+key` adds a key the config does not have (Hydra's `+`).
+Per-sweep task overrides (`task_overrides: [data.max_clips=8, paths.data=...]` in launch.yaml) are
+parsed once with Hydra's override grammar and applied to every point like grid values, but are not
+part of the grid point (its group hash): they say where and how much, not which method.
 The same `compose_task` builds the config at validation time and inside the task.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from actlab.identity import RunIdentity
@@ -74,16 +79,18 @@ def compose_task(config_dir: Path, config_name: str, experiment: str, overrides:
     """
     config_dir = Path(config_dir).resolve()
     hydra_overrides = [_experiment_override(config_dir, config_name, experiment)]
-    values: dict[str, Any] = {}
-    for key, value in overrides.items():
+    values: dict[str, tuple[Any, bool]] = {}
+    for raw_key, value in overrides.items():
+        add = raw_key.startswith("+")
+        key = raw_key.lstrip("+")
         if (config_dir / key.replace(".", "/")).is_dir():
             if not isinstance(value, str) or not _OPTION.match(value):
                 raise ValueError(f"config group `{key}`: option {value!r} is not a config name")
             if not (config_dir / key / f"{value}.yaml").exists():
                 raise ValueError(f"config group `{key}`: no option {value!r} in {config_dir / key}")
-            hydra_overrides.append(f"{key}={value}")
+            hydra_overrides.append(f"{'+' if add else ''}{key}={value}")
         else:
-            values[key] = value
+            values[key] = (value, add)
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         try:
             cfg = compose(config_name=config_name, overrides=hydra_overrides)
@@ -92,14 +99,41 @@ def compose_task(config_dir: Path, config_name: str, experiment: str, overrides:
     if cfg.get("grid"):
         # the grid's own values are data too: escaped, so resolving the task config never fails on them
         cfg.grid = _escape(OmegaConf.to_container(cfg.grid, resolve=False))
-    for key, value in values.items():
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ValueError(f"unknown config key `{key}` (value {value!r}) for experiment {experiment}")
-        OmegaConf.update(cfg, key, _escape(value), merge=False)
+    for key, (value, add) in values.items():
+        if not add and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise ValueError(f"unknown config key `{key}` (value {value!r}) for experiment {experiment}"
+                             f" (write `+{key}` to add a key)")
+        OmegaConf.update(cfg, key, _escape(value), merge=False, force_add=add)
     OmegaConf.set_struct(cfg, False)
     for key, value in literals.items():
         OmegaConf.update(cfg, key, _escape(value), merge=False)
     return cfg
+
+
+def parse_task_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["data.max_clips=8", "+method.sleep_s=2"]` -> {"data.max_clips": 8, "+method.sleep_s": 2}.
+
+    Hydra's grammar gives the value its type (8 is an int, `/a/b` a string, `[1,2]` a list);
+    `~key` (delete) is refused: a task config must keep every key the job reads.
+    """
+    parser = OverridesParser.create()
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if not isinstance(item, str):
+            raise ValueError(f"task_overrides: {item!r} is not a `key=value` string")
+        try:
+            (ov,) = parser.parse_overrides([item])
+        except Exception as e:  # Hydra's parse errors name the position
+            raise ValueError(f"task_overrides: cannot parse {item!r}: {e}") from e
+        if ov.is_delete() or ov.is_force_add() or ov.package:
+            raise ValueError(f"task_overrides: {item!r}: only `key=value` and `+key=value` are supported")
+        if ov.is_sweep_override():
+            raise ValueError(f"task_overrides: {item!r} is a sweep; put swept values in the experiment's grid")
+        key = ("+" if ov.is_add() else "") + ov.key_or_group
+        if key.lstrip("+") in {k.lstrip("+") for k in out}:
+            raise ValueError(f"task_overrides: key `{ov.key_or_group}` is given twice")
+        out[key] = ov.value()
+    return out
 
 
 def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
@@ -128,16 +162,27 @@ def resolve_users(spec: Any, splits_dir: str | Path) -> list[str]:
     raise ValueError(f"users: expected train, test or a list of ids, got {spec!r}")
 
 
-def build_grid(config_dir: str | Path, experiment: str, config_name: str = "stream") -> Grid:
+def build_grid(config_dir: str | Path, experiment: str, config_name: str = "stream",
+               task_overrides: dict[str, Any] | None = None) -> Grid:
     """All (grid point x user x seed) of an experiment, each one composed once to validate it.
 
-    The reference group (`reference: frozen`) is always part of the grid, once.
+    The reference group (`reference: frozen`) is part of the grid, once, when the grid has no
+    point that is that reference already. `task_overrides` (see `parse_task_overrides`) apply to
+    every point, the reference included.
     """
     config_dir = Path(config_dir).resolve()
+    task_overrides = dict(task_overrides or {})
     if not (config_dir / "experiment" / f"{experiment}.yaml").exists():
         raise ValueError(f"experiment {experiment!r}: no {config_dir / 'experiment' / (experiment + '.yaml')}")
-    base = compose_task(config_dir, config_name, experiment, {}, {})
+    try:
+        base = compose_task(config_dir, config_name, experiment, task_overrides, {})
+        OmegaConf.to_container(base.paths, resolve=True)
+    except Exception as e:
+        raise ValueError(f"experiment {experiment}: task_overrides {task_overrides} are invalid: {e}") from e
     grid_spec = OmegaConf.to_container(base.grid, resolve=True) if base.get("grid") else None
+    clash = {k.lstrip("+") for k in task_overrides} & set(grid_spec or {})
+    if clash:
+        raise ValueError(f"experiment {experiment}: task_overrides set {sorted(clash)}, which the grid sweeps")
     overrides_list = expand_grid(grid_spec)
     reference = base.get("reference")
     if reference:
@@ -153,7 +198,7 @@ def build_grid(config_dir: str | Path, experiment: str, config_name: str = "stre
     points = [GridPoint(o, u, s) for o in overrides_list for u in users for s in seeds]
     for p in points:
         try:
-            cfg = compose_task(config_dir, config_name, experiment, p.overrides,
+            cfg = compose_task(config_dir, config_name, experiment, task_overrides | p.overrides,
                                {"user": p.user, "seed": p.seed})
             OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:

@@ -50,7 +50,9 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
             env |= {"SLURM_ARRAY_JOB_ID": job_id, "SLURM_ARRAY_TASK_ID": str(row),
-                    "PYTHONPATH": str(mf.code_dir(sweep) / "src")}
+                    "PYTHONPATH": str(mf.code_dir(sweep) / "src"),
+                    # as Slurm's --cpus-per-task: N processes x all-core thread pools thrash a CPU box
+                    "OMP_NUM_THREADS": str(max(1, int(resources.get("cpus") or 1)))}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
             elif gpus == [] and int(resources.get("gpus") or 0) == 0:

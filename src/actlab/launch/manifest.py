@@ -3,6 +3,8 @@
 sweeps/<experiment>/<submitted>-<random>/
   manifest.json   fixed at submit time: rows, identities, the literal values every task gets
   code/src, code/configs   the code the tasks import (PYTHONPATH), copied at submit time
+  code/jobs, code/postprocess   the scripts the pipeline's transfer / aggregation jobs run
+  sweep.json      experiment, results root, users: what postprocess/to_latex.py --sweep reads
   git.json, git.diff       commit and uncommitted changes of the submitting tree
   jobs.json       each submission of rows (Slurm array id or local run) -> the rows it runs
   logs/           per-task logs, %A_%a
@@ -65,6 +67,8 @@ class Manifest:
     cluster: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     git: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, Any] = field(default_factory=dict)   # applied to every row (not its identity)
+    pythonpath: list[str] = field(default_factory=list)            # added to sys.path of every task
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +128,9 @@ def snapshot_code(repo: Path, config_dir: Path, sweep: Path) -> dict[str, Any]:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(repo / "src", dest / "src", ignore=ignore)
     shutil.copytree(config_dir, dest / "configs", ignore=ignore)
+    for scripts in ("jobs", "postprocess"):
+        if (repo / scripts).is_dir():
+            shutil.copytree(repo / scripts, dest / scripts, ignore=ignore)
     commit = _git(repo, "rev-parse", "HEAD").strip() or "unknown"
     diff = _git(repo, "diff", "HEAD")
     untracked = _git(repo, "ls-files", "--others", "--exclude-standard").split()
@@ -137,6 +144,13 @@ def snapshot_code(repo: Path, config_dir: Path, sweep: Path) -> dict[str, Any]:
 def write_manifest(sweep: Path, manifest: Manifest) -> Path:
     text = scrub(json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
     return atomic_write_text(sweep / MANIFEST, text)
+
+
+def write_sweep_info(sweep: Path, manifest: Manifest, results_root: str | Path) -> Path:
+    """sweep.json: what the post-processing (`to_latex.py --sweep`) needs to find the runs."""
+    users = list(dict.fromkeys(r.user for r in manifest.rows))
+    return atomic_write_json(sweep / "sweep.json", {"experiment": manifest.experiment,
+                                                    "results": str(results_root), "users": users})
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -77,7 +77,9 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
         status_file = Path(row.run_folder) / "status.json"
         done = status_file.exists() and json.loads(status_file.read_text()).get("state") == "completed"
         sub, idx = latest.get(row.index, (None, None))
-        job = f"{sub['job_id']}_{idx}" if sub else None
+        job = None
+        if sub:   # a one-task Slurm submission is a plain job, not an array element
+            job = f"{sub['job_id']}_{idx}" if sub["kind"] == "local" or sub.get("array", True) else sub["job_id"]
         if done:
             state = "completed"
         elif sub is None:
@@ -91,7 +93,8 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
                 state = "failed"
         log = None
         if state in FAILED_STATES and sub:
-            cands = sorted(logs.glob(f"{job}*.err")) + sorted(logs.glob(f"{job}*.out"))
+            cands = (sorted(logs.glob(f"{job}_*.err")) + sorted(logs.glob(f"{job}_*.out"))
+                     + sorted(logs.glob(f"{job}.out")))
             log = str(cands[0]) if cands else None
         point = ",".join(f"{k}={v}" for k, v in row.overrides.items()) or "<defaults>"
         table.append(TaskStatus(row.index, point, row.user, row.seed, state, job, log))

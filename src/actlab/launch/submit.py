@@ -4,6 +4,10 @@ Slurm: submitit `SlurmExecutor.map_array`, one array job per chunk of at most Ma
 (MaxArraySize caps the array index, so every chunk is indexed 0..k and its tasks add the chunk's
 offset), `%N` throttle = resources.array_parallelism, logs `%A_%a`, never waits for the jobs.
 The tasks import the sweep's code snapshot (PYTHONPATH), not the working tree.
+`task_overrides` (launch.yaml) are validated with every grid point and recorded in the manifest;
+`pythonpath` adds folders to the tasks' sys.path (e.g. a custom method class).
+A chunk of one task is a plain job (submitit makes no array of one), recorded as `array: false`.
+The whole experiment (pretraining, transfer, aggregation as dependent jobs): actlab.launch.pipeline.
 The pre-timeout signal: submitit runs the task under `srun`, and Slurm delivers a plain
 `--signal=USR2@grace` to srun steps (`B:` would signal only the batch shell, which would die of it).
 """
@@ -23,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actlab.identity import code_version, submit_timestamp
 from actlab.launch import manifest as mf
-from actlab.launch.grid import build_grid
+from actlab.launch.grid import build_grid, parse_task_overrides
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,15 +37,19 @@ class Chunk:
     job_id: str
     rows: list[int]
     offset: int | None       # rows == offset + array index, when contiguous
+    array: bool = True       # submitit submits a chunk of one task as a plain job (no `_<index>`)
 
 
 def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any], *,
             job: str = "actlab.engine.stream_job:run", config_name: str = "stream",
             config_dir: str | Path | None = None, sweeps_root: str | Path | None = None,
-            repo: Path = REPO, dry: bool = False, submitted: str | None = None) -> tuple[Path, mf.Manifest]:
+            repo: Path = REPO, dry: bool = False, submitted: str | None = None,
+            task_overrides: list[str] | None = None,
+            pythonpath: list[str] | None = None) -> tuple[Path, mf.Manifest]:
     """Validate every grid point, then write the sweep folder (a temporary one when dry)."""
     config_dir = Path(config_dir or repo / "configs").resolve()
-    grid = build_grid(config_dir, experiment, config_name)
+    parsed = parse_task_overrides(task_overrides)
+    grid = build_grid(config_dir, experiment, config_name, parsed)
     submitted, code = submitted or submit_timestamp(), code_version(repo)
     paths = grid.cfg.paths
     literals = {"paths.root": str(Path(paths.root).resolve())}
@@ -59,13 +67,24 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
     git = mf.snapshot_code(repo, config_dir, sweep)
     manifest = mf.Manifest(experiment=experiment, submitted=submitted, code=code, job=job,
                            config_name=config_name, literals=literals, rows=rows,
-                           cluster=_plain(cluster), resources=_plain(resources), git=git)
+                           cluster=_plain(cluster), resources=_plain(resources), git=git,
+                           task_overrides=parsed, pythonpath=[str(Path(p).resolve()) for p in pythonpath or []])
     mf.write_manifest(sweep, manifest)
+    mf.write_sweep_info(sweep, manifest, results_root)
     return sweep, manifest
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def _plain_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    items = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_list(value) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list, got {value!r}")
+    return items
 
 
 def max_array_size(cluster: dict[str, Any]) -> int:
@@ -95,6 +114,8 @@ def slurm_parameters(cluster: dict[str, Any], resources: dict[str, Any], sweep: 
     setup = [str(line) for line in cluster.get("setup") or []]
     setup += [f"export {k}={shlex.quote(v)}" for k, v in cluster_env(cluster).items()]
     setup.append(f"export PYTHONPATH={shlex.quote(str(mf.code_dir(sweep) / 'src'))}")
+    if "OMP_NUM_THREADS" not in cluster_env(cluster):   # torch's thread pool = the CPUs asked for
+        setup.append(f"export OMP_NUM_THREADS={int(resources['cpus'])}")
     extra: dict[str, Any] = {}
     if gpus:
         extra["gres"] = str(cluster["gres"]).format(gpus=gpus)
@@ -138,7 +159,7 @@ def sbatch_script(sweep: Path, cluster: dict[str, Any], params: dict[str, Any], 
 
 
 def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: bool = False,
-                contiguous: bool = True) -> list[Chunk]:
+                contiguous: bool = True, dependency: str | None = None) -> list[Chunk]:
     """Submit `rows` of the manifest as arrays of at most MaxArraySize; prints ids and sizes.
 
     contiguous: chunk tasks find their row as offset + SLURM_ARRAY_TASK_ID (the initial submission);
@@ -151,6 +172,9 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
     os.environ.update(env)   # sbatch/squeue/sacct of submitit use SLURM_CONF from here
     limit = max_array_size(cluster)
     params = slurm_parameters(cluster, resources, sweep, f"actlab-{manifest.experiment}")
+    if dependency:   # e.g. afterok:<pretraining job>; never pending forever on a failed dependency
+        params["additional_parameters"] = dict(params["additional_parameters"]) | {
+            "dependency": dependency, "kill-on-invalid-dep": "yes"}
     parts = chunks(rows, limit)
     out: list[Chunk] = []
     for part in parts:
@@ -160,17 +184,20 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
             continue
         ex = _executor(sweep, cluster, params)
         path = str(sweep / mf.MANIFEST)
-        if contiguous:
+        if len(part) == 1:   # submitit makes no array of one: the task is given its row
+            jobs = ex.map_array(run_row, [path], part)
+        elif contiguous:
             jobs = ex.map_array(run_slurm_task, [path] * len(part), [part[0]] * len(part))
         else:
             jobs = ex.map_array(run_row, [path] * len(part), part)
         array_id = jobs[0].job_id.split("_")[0]
-        out.append(Chunk(job_id=array_id, rows=part, offset=part[0] if contiguous else None))
+        out.append(Chunk(job_id=array_id, rows=part, offset=part[0] if contiguous and len(part) > 1 else None,
+                         array=len(part) > 1))
         print(f"submitted array {array_id}: {len(part)} tasks (rows {part[0]}..{part[-1]}, "
               f"%{min(len(part), int(resources['array_parallelism']))})")
     if not dry:
         mf.append_jobs(sweep, [{"kind": "slurm", "job_id": c.job_id, "rows": c.rows, "offset": c.offset,
-                                "submitted": submit_timestamp()} for c in out])
+                                "array": c.array, "submitted": submit_timestamp()} for c in out])
     print(f"{'dry run, nothing submitted: ' if dry else ''}{len(rows)} tasks in {len(parts)} "
           f"array(s) of <= {limit} (MaxArraySize); sweep: {sweep}")
     return out
@@ -182,7 +209,9 @@ def launch(launch_cfg: DictConfig, repo: Path = REPO) -> tuple[Path, list[Chunk]
     dry = bool(launch_cfg.dry)
     sweep, manifest = prepare(str(launch_cfg.experiment), cluster, resources, job=str(launch_cfg.job),
                               config_name=str(launch_cfg.config_name), config_dir=launch_cfg.config_dir,
-                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, dry=dry)
+                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, dry=dry,
+                              task_overrides=_plain_list(launch_cfg.get("task_overrides")),
+                              pythonpath=_plain_list(launch_cfg.get("pythonpath")))
     rows = list(range(len(manifest.rows)))
     try:
         if cluster["executor"] == "local":

@@ -3,8 +3,16 @@
 Row = explicit `--row`, else SLURM_ARRAY_TASK_ID + `--offset` (chunks of a big array are indexed
 0..k, MaxArraySize caps the index). The config is configs/<config_name>.yaml of the sweep's code
 snapshot + experiment + the row's overrides + the literal identity values fixed at submit time
-(user, seed, submitted, group, code, overrides), so a requeued task is the same run.
-On `Preempted` (the job checkpointed after SIGUSR2/SIGTERM) a Slurm task requeues itself.
+(user, seed, submitted, group, code, overrides) and the sweep's task overrides, so a requeued task
+is the same run (same folder, same W&B id) and resumes from `<run folder>/checkpoint`.
+
+Signals: the preemption handlers (SIGUSR2, SIGTERM -> checkpoint at the next batch boundary) are
+installed before anything else, so a signal that comes while the task is still importing or
+composing is not lost (submitit's own USR2 handler would end a job without a checkpoint method).
+On `Preempted` the task asks Slurm for its own state: RUNNING means the signal was the pre-timeout
+USR2 (or a SIGTERM Slurm is not acting on), so the task requeues itself; anything else (COMPLETING
+after `scontrol requeue`, `scancel`, a time limit or a preemption) means Slurm is already ending
+the job and decides what comes next: requeuing it again would resurrect a cancelled task.
 
     python -m actlab.launch.task <sweep>/manifest.json [--offset K | --row I]
 """
@@ -38,7 +46,7 @@ def task_config(manifest: Manifest, sweep: Path, index: int) -> DictConfig:
         "user": row.user, "seed": row.seed, "submitted": ident["submitted"], "group": ident["group"],
         "code": ident["code"], "overrides": row.overrides}
     return compose_task(code_dir(sweep) / "configs", manifest.config_name, manifest.experiment,
-                        row.overrides, literals)
+                        manifest.task_overrides | row.overrides, literals)
 
 
 def load_job(spec: str) -> Callable[[DictConfig], Any]:
@@ -50,32 +58,60 @@ def load_job(spec: str) -> Callable[[DictConfig], Any]:
 
 def requeue_self() -> bool:
     """`scontrol requeue` this task (array element when in an array); False outside Slurm."""
+    target = _own_job()
+    if target is None:
+        return False
+    subprocess.run(["scontrol", "requeue", target], check=True, timeout=60, capture_output=True)
+    return True
+
+
+def own_slurm_state() -> str | None:
+    """This job's state as squeue sees it (RUNNING, COMPLETING, ...); None outside Slurm."""
+    target = _own_job()
+    if target is None:
+        return None
+    out = subprocess.run(["squeue", "-h", "-j", target, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    return out.stdout.strip().splitlines()[0].upper() if out.stdout.strip() else "GONE"
+
+
+def _own_job() -> str | None:
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
-        return False
+        return None
     array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    target = f"{array_job}_{array_task}" if array_job and array_task else job
-    subprocess.run(["scontrol", "requeue", target], check=True, timeout=60)
-    return True
+    return f"{array_job}_{array_task}" if array_job and array_task else job
 
 
 def run_row(manifest_path: str | Path, index: int) -> str:
     """Run one row; what submitit pickles (through `run_slurm_task`) and the local pool calls."""
-    from actlab.engine.preemption import Preempted
+    from actlab.engine import preemption
 
+    preemption.install_handlers()
     sweep = sweep_dir(manifest_path)
     manifest = load_manifest(sweep)
+    for extra in manifest.pythonpath:
+        if extra not in sys.path:
+            sys.path.append(extra)
     cfg = task_config(manifest, sweep, index)
     row = manifest.row(index)
-    print(f"actlab task: row {index} {row.identity['run_id']} -> {row.run_folder}", flush=True)
+    import actlab
+
+    print(f"actlab task: row {index} {row.identity['run_id']} -> {row.run_folder} "
+          f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')}, code {Path(actlab.__file__).parent})", flush=True)
     try:
         return str(load_job(manifest.job)(cfg))
-    except Preempted as stop:
+    except preemption.Preempted as stop:
         max_requeues = int(manifest.resources.get("max_requeues", 3))
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
-        print(f"actlab task: {stop} (restart {restarts} of {max_requeues})", flush=True)
-        if restarts < max_requeues and requeue_self():
-            return "requeued"
+        state = own_slurm_state()
+        print(f"actlab task: {stop} (restart {restarts} of {max_requeues}, Slurm state {state})", flush=True)
+        if state == "RUNNING" and restarts < max_requeues:
+            try:
+                requeue_self()
+                print("actlab task: requeued", flush=True)
+                return "requeued"
+            except subprocess.SubprocessError as e:
+                print(f"actlab task: scontrol requeue failed ({e}); the checkpoint stays for a resubmit", flush=True)
         raise
 
 

@@ -8,6 +8,7 @@ online mode uses whatever the user's environment / `wandb login` provides.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from actlab.identity import RunIdentity
 
 PROJECT = "actlab"
+log = logging.getLogger(__name__)
 
 
 class WandbMirror:
@@ -30,10 +32,25 @@ class WandbMirror:
                                       "stream_sha256": stream_sha256},
                               settings=wandb.Settings(silent=True))
 
+    # The mirror must never cost a run its results: Slurm's SIGTERM (scontrol requeue, preemption)
+    # reaches every process of the job step, wandb's service process included, and a later call
+    # then raises. The run goes on, checkpoints and requeues; the mirror switches itself off.
     def log(self, step: int, values: dict[str, float]) -> None:
-        self.run.log(dict(values) | {"batch": step})
+        if self.run is not None:
+            self._guard(lambda: self.run.log(dict(values) | {"batch": step}))
 
     def finish(self, summary: dict[str, float] | None = None, exit_code: int = 0) -> None:
+        if self.run is None:
+            return
         if summary:
-            self.run.summary.update(summary)
-        self.run.finish(exit_code=exit_code)
+            self._guard(lambda: self.run.summary.update(summary))
+        if self.run is not None:
+            self._guard(lambda: self.run.finish(exit_code=exit_code))
+        self.run = None
+
+    def _guard(self, call) -> None:
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - any failure of the mirror, see above
+            log.warning("W&B mirror switched off for the rest of this job: %s: %s", type(e).__name__, e)
+            self.run = None
