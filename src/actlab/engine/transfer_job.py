@@ -15,8 +15,10 @@ from collections import defaultdict
 import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
 
 from actlab.data.streams import UserStream, open_user_stream
+from actlab.engine.clip_cache import InMemoryClips
 from actlab.engine.transfer import StreamEvaluator
 from actlab.results.store import RunRecord, RunStore, iter_runs
 
@@ -42,6 +44,7 @@ def run(cfg: DictConfig) -> int:
                                 + (f"/{cfg.group}" if cfg.get("group") else ""))
     evaluator = StreamEvaluator(cfg.batch_size, cfg.num_workers, cache_features=cfg.cache_features)
     streams: dict[str, UserStream] = {}
+    clips: dict[str, Dataset] = {}   # every model of the job reads the same streams: decode once
     done = 0
     for group, records in sorted(groups.items()):
         records.sort(key=lambda r: r.identity.user)
@@ -60,11 +63,13 @@ def run(cfg: DictConfig) -> int:
                 user = target.identity.user
                 if user not in streams:
                     streams[user] = open_user_stream(run_cfg.data, user)
+                    clips[user] = (InMemoryClips(streams[user].dataset) if run_cfg.data.get("cache_clips")
+                                   else streams[user].dataset)
                 stream = streams[user]
                 if stream.sha256 != target.stream_sha256:
                     raise ValueError(f"transfer: the stream of user {user} changed since run "
                                      f"{target.folder} ({target.stream_sha256} -> {stream.sha256})")
-                metrics = evaluator.evaluate(model, stream.sha256, stream.dataset, prefix="transfer")
+                metrics = evaluator.evaluate(model, stream.sha256, clips[user], prefix="transfer")
                 RunStore(model_run.folder).write_transfer(user, {
                     "model_user": model_run.identity.user, "stream_user": user,
                     "stream_sha256": stream.sha256, "metrics": metrics})
