@@ -131,6 +131,7 @@ def run(cfg: DictConfig) -> Path:
         if cfg.hindsight:
             own = hindsight(cfg, model, method, stream, dataset)
             summary |= own
+        if cfg.hindsight and method.transferable:
             # The own-stream entry of the transfer matrix (its diagonal) comes for free.
             store.write_transfer(identity.user, {
                 "model_user": identity.user, "stream_user": identity.user, "stream_sha256": stream.sha256,

@@ -111,13 +111,13 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
     for batch in loader:
         batch = _tensor_labels(batch)
         # (1) online predictions, before any update on this batch
-        model.train(online_forward == "train")
+        _set_mode(model, online_forward == "train")
         with torch.no_grad():
             logits = method.online_predict(model, batch)
         rec = metrics.update(logits["verb"], logits["noun"], batch["verb"], batch["noun"])
         # (2) update
         if optimizer is not None:
-            model.train()
+            _set_mode(model, True)
             for _ in range(method.inner_loop_iters):
                 loss = method.loss(model, batch, fetch)
                 if loss is None:
@@ -155,6 +155,13 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
             summary[f"online/{t}/loss_gain"] = float(table[f"loss_gain_{t}"].mean())
     events = pd.DataFrame(tracker.events()) if tracker is not None else pd.DataFrame()
     return LoopResult(False, table, summary, events, done)
+
+
+def _set_mode(model: nn.Module, training: bool) -> None:
+    # nn.Module.train() walks every submodule (~2 % of a small model's loop, measured by
+    # benchmarks/bench_stream_loop.py); the mode changes at most twice per batch, so skip no-ops.
+    if model.training != training:
+        model.train(training)
 
 
 def _past_eval(model: nn.Module, fetch, window: list[dict[str, Any]], batch_labels: list[str],
