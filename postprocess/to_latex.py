@@ -7,11 +7,19 @@ from actlab.post.report import build_report, print_report
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--upload", action="store_true",
+                   help="also log the aggregate to W&B (offline under --wandb-dir unless WANDB_MODE says otherwise)")
+    args = p.parse_args()
     runs = load_runs(args)
     spec = load_spec(args.columns, precision=args.precision, **({} if args.columns else {"scale": 100.0}))
-    print_report(build_report(args.results, args.out, args.experiment, runs=runs, spec=spec,
-                              reference_group=args.reference_group, expected_users=args.users))
+    paths = build_report(args.results, args.out, args.experiment, runs=runs, spec=spec,
+                         reference_group=args.reference_group, expected_users=args.users)
+    print_report(paths)
+    if args.upload:
+        from actlab.post.upload import upload_aggregate
+
+        print(f"W&B run:     {upload_aggregate(paths.csv, args.experiment or 'all', args.wandb_dir)}")
 
 
 if __name__ == "__main__":
