@@ -15,8 +15,13 @@ from actlab.engine import preemption, stream_job
 def main(cfg: DictConfig) -> None:
     if not cfg.overrides:
         # Run by hand, not by the launcher: the command line's own choices define the grid
-        # point, so `method=frozen` and `method=replay` land in different groups.
-        cfg.overrides = stream_job.point_overrides(list(HydraConfig.get().overrides.task))
+        # point, so `method=frozen` and `method=replay` land in different groups. Keys listed in
+        # hydra.job.config.override_dirname.exclude_keys say where/how much (the launcher's
+        # task_overrides, e.g. data.max_clips), not which point: they stay out of the group hash.
+        hc = HydraConfig.get()
+        skip = set(hc.job.config.override_dirname.exclude_keys)
+        point = stream_job.point_overrides(list(hc.overrides.task))
+        cfg.overrides = {k: v for k, v in point.items() if k not in skip}
     try:
         print(stream_job.run(cfg))
     except preemption.Preempted as stop:

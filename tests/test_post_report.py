@@ -15,7 +15,8 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 def test_build_report_writes_table_plots_and_csv(results, tmp_path):  # noqa: F811
     paths = build_report(results, tmp_path / "out", experiment="exp")
     tex = paths.table_tex.read_text()
-    assert r"\toprule" in tex and r"exp-ft$^\dagger$" in tex and "failed users 59" in tex
+    # rows are labelled by method (+ grid values), not by group id
+    assert r"\toprule" in tex and r"finetune$^\dagger$" in tex and "failed users 59" in tex
     # OAG action balanced: 0.15 +- 0.05 -> 15.00 +- 5.00 percentage points
     assert "15.00 $\\pm$ 5.00" in tex
     names = sorted(p.name for p in paths.plots)
