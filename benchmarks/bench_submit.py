@@ -139,7 +139,7 @@ def main() -> None:
     }, raw={"baseline_per_task_s": per_task_s, "baseline_measured_tasks": BASELINE_TASKS,
             "grid_stdout_tail": grid.stdout[-2000:]},
         notes=[f"{USERS} users x {SEEDS} seeds, echo job, submitted with --hold and cancelled; MaxArraySize 1001",
-               "launcher wall = jobs/grid.py main(): prepare (validation: one Hydra composition per task; "
+               "launcher wall = jobs/grid.py main(): prepare (validation: one Hydra composition per grid point; "
                "manifest; code snapshot) + submit (submitit arrays)",
                f"baseline: `sbatch --hold --wrap true` x {BASELINE_TASKS}, time per call x {n}"]).write()
 

@@ -113,5 +113,17 @@ def test_transfer_job_fills_the_matrix_and_skips_pairs_already_done(stream_overr
     cfg = compose("transfer", [f"paths.root={tmp_path}", "experiment=egotoy_main", "mode=all"])
     assert transfer_job.run(cfg) == 2            # the diagonal was written by the stream jobs
     assert transfer_job.run(cfg) == 0
+    one_by_one = {}
     for run in iter_runs(tmp_path / "results"):
         assert sorted(p.stem for p in (run.folder / "transfer").glob("*.json")) == ["265", "68"]
+        for p in (run.folder / "transfer").glob("*.json"):
+            one_by_one[p] = json.loads(p.read_text())["metrics"]
+            p.unlink()
+    # all backbones in one vmapped call per batch: the same numbers
+    batched = compose("transfer", [f"paths.root={tmp_path}", "experiment=egotoy_main", "mode=all",
+                                   "batch_models=true"])
+    assert transfer_job.run(batched) == 4
+    for p, expected in one_by_one.items():
+        got = json.loads(p.read_text())["metrics"]
+        assert got.keys() == expected.keys()
+        assert all(got[k] == pytest.approx(v, abs=1e-5) for k, v in expected.items()), p

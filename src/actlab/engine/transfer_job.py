@@ -4,20 +4,24 @@ For every completed run of the selected group(s), its final model (eval mode) is
 whole stream of each user of the same group: the own stream only (`mode: diagonal`, i.e. HAG) or
 every user's stream (`mode: all`, the transfer matrix). Each (model, stream) pair is written to
 `<model run>/transfer/<stream user>.json` as soon as it is done and skipped when it exists, so a
-killed job resumes where it stopped. Models with a bit-identical backbone (frozen network,
-head-only finetuning) share the stream's backbone features through `StreamEvaluator`.
+killed job resumes where it stopped. The job goes stream by stream (each stream decoded once for
+all models of a group). Models with a bit-identical backbone (frozen network, head-only finetuning)
+share the stream's backbone features through `StreamEvaluator`; `batch_models: true` runs all
+backbones of an architecture in one vmapped call per batch instead (`batched_eval`: measured 2.2x
+slower than one model at a time on CPU, benchmarks/bench_transfer.py; meant for GPUs).
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 
+import torch
 import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import Dataset
 
-from actlab.data.streams import UserStream, open_user_stream
+from actlab.data.streams import open_user_stream
+from actlab.engine.batched_eval import MultiModelEvaluator
 from actlab.engine.clip_cache import InMemoryClips
 from actlab.engine.transfer import StreamEvaluator
 from actlab.results.store import RunRecord, RunStore, iter_runs
@@ -43,12 +47,13 @@ def run(cfg: DictConfig) -> int:
         raise FileNotFoundError(f"transfer: no completed runs under {cfg.paths.results}/{cfg.experiment}"
                                 + (f"/{cfg.group}" if cfg.get("group") else ""))
     evaluator = StreamEvaluator(cfg.batch_size, cfg.num_workers, cache_features=cfg.cache_features)
-    streams: dict[str, UserStream] = {}
-    clips: dict[str, Dataset] = {}   # every model of the job reads the same streams: decode once
+    batched = MultiModelEvaluator(cfg.batch_size, cfg.num_workers) if cfg.batch_models else None
     done = 0
     for group, records in sorted(groups.items()):
-        records.sort(key=lambda r: r.identity.user)
-        for model_run in records:
+        # stream user -> the (model run, model, target run) pairs still missing for that stream
+        pending: dict[str, list[tuple[RunRecord, torch.nn.Module, RunRecord]]] = defaultdict(list)
+        data_cfg = None
+        for model_run in sorted(records, key=lambda r: r.identity.user):
             run_cfg = _run_config(model_run)
             if not instantiate(run_cfg.method).transferable:
                 log.info("%s: method %s has no model to transfer; skipped", group, model_run.method)
@@ -59,22 +64,27 @@ def run(cfg: DictConfig) -> int:
                 continue
             model = instantiate(run_cfg.model)
             model.load_state_dict(RunStore(model_run.folder).final_model())
+            data_cfg = run_cfg.data
             for target in todo:
-                user = target.identity.user
-                if user not in streams:
-                    streams[user] = open_user_stream(run_cfg.data, user)
-                    clips[user] = (InMemoryClips(streams[user].dataset) if run_cfg.data.get("cache_clips")
-                                   else streams[user].dataset)
-                stream = streams[user]
+                pending[target.identity.user].append((model_run, model, target))
+        for user, pairs in sorted(pending.items()):
+            stream = open_user_stream(data_cfg, user)
+            for _, _, target in pairs:
                 if stream.sha256 != target.stream_sha256:
                     raise ValueError(f"transfer: the stream of user {user} changed since run "
                                      f"{target.folder} ({target.stream_sha256} -> {stream.sha256})")
-                metrics = evaluator.evaluate(model, stream.sha256, clips[user], prefix="transfer")
+            # every model of the group reads this stream: decode it once
+            clips = InMemoryClips(stream.dataset) if data_cfg.get("cache_clips") else stream.dataset
+            models = [model for _, model, _ in pairs]
+            if batched is not None:
+                results = batched.evaluate(models, clips, prefix="transfer")
+            else:
+                results = [evaluator.evaluate(m, stream.sha256, clips, prefix="transfer") for m in models]
+            for (model_run, _, _), metrics in zip(pairs, results):
                 RunStore(model_run.folder).write_transfer(user, {
                     "model_user": model_run.identity.user, "stream_user": user,
                     "stream_sha256": stream.sha256, "metrics": metrics})
                 done += 1
-            log.info("%s user %s: %d stream(s) evaluated", group, model_run.identity.user, len(todo))
+            log.info("%s stream %s: %d model(s) evaluated", group, user, len(pairs))
     log.info("transfer: %d pair(s) computed, %d backbone pass(es)", done, evaluator.feature_passes)
     return done
-
