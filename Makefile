@@ -70,8 +70,10 @@ status: $(STAMP) ## table of a sweep's tasks (SWEEP=path, default: latest)
 resubmit: $(STAMP) ## resubmit failed or missing tasks of a sweep (SWEEP=path, default: latest)
 	$(PY) jobs/resubmit.py $(SWEEP)
 
-tables: $(STAMP) ## LaTeX tables and plots for a sweep (SWEEP=path, default: latest)
-	$(PY) postprocess/to_latex.py $(if $(SWEEP),--sweep $(SWEEP),)
+tables: $(STAMP) ## LaTeX tables and plots for a sweep, into <sweep>/report (SWEEP=path, default: latest)
+	$(eval SWEEP_DIR := $(or $(SWEEP),$(shell ls -dt sweeps/*/*/ 2>/dev/null | head -1)))
+	$(if $(SWEEP_DIR),,$(error no sweep under sweeps/: run `make run` or `make grid` first, or give SWEEP=))
+	$(PY) postprocess/to_latex.py --sweep $(SWEEP_DIR) --out $(SWEEP_DIR:/=)/report
 
 bench: $(STAMP) ## benchmarks, printed as ratios and written to benchmarks/results/
 	$(PY) benchmarks/run_all.py
