@@ -80,7 +80,7 @@ def all_plots(agg: Aggregate, out_dir: str | Path) -> list[Path]:
     for info in agg.groups:
         m = agg.transfer_matrix(info.group, "gain", "action", "loss")
         if m.notna().to_numpy().any():
-            paths += transfer_heatmap(m, f"{info.group}: action loss gain", out / f"transfer_{info.group}")
+            paths += transfer_heatmap(m, f"{info.method} ({info.group}): action loss gain", out / f"transfer_{info.group}")
     if not agg.curves.empty:
         paths += oag_curves(agg.curves, "action", out / "oag_along_stream")
     if not agg.forgetting.empty:
