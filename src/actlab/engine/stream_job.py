@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -31,8 +30,7 @@ from actlab.metrics.forgetting import ReexposureTracker
 from actlab.metrics.online import OnlineMetrics
 from actlab.metrics.stream_stats import stream_statistics
 from actlab.models.checkpoint import load_checkpoint
-from actlab.results import layout
-from actlab.results.store import RunStore, read_json
+from actlab.results.store import RunStore
 from actlab.results.wandb_mirror import WandbMirror
 
 log = logging.getLogger(__name__)
@@ -68,19 +66,6 @@ def point_overrides(task_overrides: list[str]) -> dict[str, Any]:
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_A_POINT):
             point[key] = ov.value()
     return point
-
-
-def load_reference(path: str | None, sha256: str) -> pd.DataFrame | None:
-    """The frozen run's predictions for the same stream (its stream.json must carry the same sha)."""
-    if not path:
-        return None
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"reference_predictions: {path} does not exist")
-    ref_sha = read_json(path.parent / layout.STREAM)["sha256"]
-    if ref_sha != sha256:
-        raise ValueError(f"reference_predictions: {path} is for stream {ref_sha}, this stream is {sha256}")
-    return pd.read_parquet(path)
 
 
 def seed_everything(seed: int) -> None:
@@ -120,7 +105,6 @@ def run(cfg: DictConfig) -> Path:
             batch_size=cfg.data.batch_size, online_forward=cfg.online_forward,
             checkpoint_dir=store.checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
             past_eval_every=cfg.past_eval_every, tracker=tracker,
-            reference=load_reference(cfg.get("reference_predictions"), stream.sha256),
             num_workers=cfg.data.num_workers,
             on_batch=(lambda step, values: mirror.log(step, values)) if mirror else None)
         if result.interrupted:

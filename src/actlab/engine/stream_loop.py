@@ -35,7 +35,7 @@ FORWARD_MODES = ("train", "eval")
 class LoopResult:
     interrupted: bool
     records: pd.DataFrame                 # one row per processed sample, in processing order
-    summary: dict[str, float]             # OnlineMetrics.compute() (+ loss gains when a reference is given)
+    summary: dict[str, float]             # OnlineMetrics.compute()
     forgetting: pd.DataFrame              # re-exposure events (empty without past evaluation)
     batches_done: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -52,13 +52,11 @@ def _tensor_labels(batch: Batch) -> Batch:
 def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: Any, seed: int = 0,
                batch_size: int = 4, online_forward: str = "train", checkpoint_dir: Path | None = None,
                checkpoint_every: int = 0, past_eval_every: int = 0, past_window: int = 64,
-               tracker: Any = None, reference: pd.DataFrame | None = None, num_workers: int = 0,
+               tracker: Any = None, num_workers: int = 0,
                should_stop: Callable[[int], bool] | None = None,
                on_batch: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
     """Run `method` over `dataset` (a map-style stream) from the start or from a checkpoint.
 
-    `reference`: the frozen model's predictions on the same stream (predictions.parquet with
-    `index` and `loss_{verb,noun,action}`), for the per-sample loss gain (frozen loss - loss).
     `should_stop(batches_done)`: checked at each batch boundary (default: a preemption signal).
     """
     if online_forward not in FORWARD_MODES:
@@ -99,9 +97,6 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
             "tracker": tracker.state_dict() if tracker is not None else None,
             "rng": checkpoint.rng_state(), "records": records, "batches_done": done, "order": order})
 
-    ref_loss = None
-    if reference is not None:
-        ref_loss = reference.set_index("index")[["loss_verb", "loss_noun", "loss_action"]]
 
     # A private generator: a fresh DataLoader iterator must not draw from the global torch RNG,
     # or a resumed run would see different dropout masks than an uninterrupted one.
@@ -130,9 +125,6 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
             row = {"step": done, "position": len(records), "index": idx,
                    "verb": int(batch["verb"][k]), "noun": int(batch["noun"][k])}
             row |= {key: (float(v[k]) if not isinstance(v[k], (bool, int)) else v[k]) for key, v in rec.items()}
-            if ref_loss is not None:
-                for t in ("verb", "noun", "action"):
-                    row[f"loss_gain_{t}"] = float(ref_loss.at[idx, f"loss_{t}"]) - row[f"loss_{t}"]
             records.append(row)
         done += 1
         # (3) past samples
@@ -150,9 +142,6 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
 
     table = pd.DataFrame(records)
     summary = dict(metrics.compute())
-    if ref_loss is not None and len(table):
-        for t in ("verb", "noun", "action"):
-            summary[f"online/{t}/loss_gain"] = float(table[f"loss_gain_{t}"].mean())
     events = pd.DataFrame(tracker.events()) if tracker is not None else pd.DataFrame()
     return LoopResult(False, table, summary, events, done)
 
