@@ -3,11 +3,12 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXP     ?= egotoy_finetune
+EXP     ?= egotoy_main
 CLUSTER ?= local
 SWEEP   ?=
 DRY     ?= 0
 ARGS    ?=
+TASK    ?=
 SEED    ?= 0
 SCALE   ?= 1
 
@@ -33,11 +34,12 @@ SPLITS_DONE := splits/.written
 PRETRAINED  := checkpoints/egotoy_pretrained.pt
 
 # File targets, so `make run` twice does not regenerate, re-split or retrain what is up to date.
-$(DATA_DONE): $(STAMP) src/actlab/data/egotoy.py src/actlab/data/egotoy_render.py
+EGOTOY := src/actlab/families/continual/data
+$(DATA_DONE): $(STAMP) $(EGOTOY)/egotoy.py $(EGOTOY)/egotoy_render.py
 	$(PY) jobs/make_egotoy.py --out data/egotoy --seed $(SEED) --scale $(SCALE)
 	touch $@
 
-$(SPLITS_DONE): $(DATA_DONE) src/actlab/data/split.py configs/data/egotoy.yaml
+$(SPLITS_DONE): $(DATA_DONE) $(EGOTOY)/split.py configs/continual/data/egotoy.yaml
 	$(PY) jobs/split.py
 	touch $@
 
@@ -50,9 +52,12 @@ split: $(SPLITS_DONE) ## write splits/{pretrain,train,test}.json for egotoy
 
 pretrain: $(PRETRAINED) ## train the population model on the pretrain users (checkpoints/)
 
-run: pretrain ## the main job on egotoy, end to end: streams, transfer, tables, LaTeX, plots
+# ARGS: launch.yaml overrides (resources.array_parallelism=2, cluster.account=...); TASK: key=value
+# overrides of every task, space-separated (TASK="data.max_clips=16 method.lr=0.1"), given to the
+# launcher one by one after `--`, so no shell or Hydra quoting is needed.
+run: pretrain ## an embedded experiment end to end to a LaTeX table and plots (EXP=egotoy_main, CLUSTER=local)
 	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
-	$(PY) jobs/run_egotoy.py cluster=$(CLUSTER) $(ARGS)
+	$(PY) jobs/run.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS) -- $(TASK)
 
 test: $(STAMP) sysdeps ## the whole test suite (slow end-to-end and Slurm tests included)
 	$(PY) -m pytest -q
@@ -60,9 +65,9 @@ test: $(STAMP) sysdeps ## the whole test suite (slow end-to-end and Slurm tests 
 test-fast: $(STAMP) ## tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
-grid: $(STAMP) ## submit EXP's grid x users as Slurm arrays (CLUSTER=bluecrystal|local_slurm|local, DRY=1)
+grid: $(STAMP) ## submit EXP's whole pipeline: steps, arrays, aggregation (CLUSTER=bluecrystal|local_slurm|local, DRY=1)
 	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
-	$(PY) jobs/grid.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS)
+	$(PY) jobs/grid.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS) -- $(TASK)
 
 status: $(STAMP) ## table of a sweep's tasks (SWEEP=path, default: latest)
 	$(PY) jobs/status.py $(SWEEP)
@@ -71,9 +76,7 @@ resubmit: $(STAMP) ## resubmit failed or missing tasks of a sweep (SWEEP=path, d
 	$(PY) jobs/resubmit.py $(SWEEP)
 
 tables: $(STAMP) ## LaTeX tables and plots for a sweep, into <sweep>/report (SWEEP=path, default: latest)
-	$(eval SWEEP_DIR := $(or $(SWEEP),$(shell ls -dt sweeps/*/*/ 2>/dev/null | head -1)))
-	$(if $(SWEEP_DIR),,$(error no sweep under sweeps/: run `make run` or `make grid` first, or give SWEEP=))
-	$(PY) postprocess/to_latex.py --sweep $(SWEEP_DIR) --out $(SWEEP_DIR:/=)/report
+	$(PY) postprocess/to_latex.py --sweep $(or $(SWEEP),latest)
 
 bench: $(STAMP) ## benchmarks, printed as ratios and written to benchmarks/results/
 	$(PY) benchmarks/run_all.py

@@ -54,7 +54,7 @@ def model_cfg() -> DictConfig:
 
 def new_model() -> torch.nn.Module:
     """egotoy_small with the cached checkpoint's weights (the same initial weights every call)."""
-    from actlab.models.checkpoint import load_checkpoint
+    from actlab.families.continual.models.weights import load_checkpoint
 
     ensure()
     model = instantiate(model_cfg())
@@ -63,10 +63,10 @@ def new_model() -> torch.nn.Module:
 
 
 def ensure() -> None:
-    from actlab.data.ego4d import load_annotations
-    from actlab.data.egotoy import generate
-    from actlab.data.split import make_splits, write_splits
-    from actlab.models.checkpoint import save_checkpoint
+    from actlab.families.continual.data.ego4d import load_annotations
+    from actlab.families.continual.data.egotoy import generate
+    from actlab.families.continual.data.split import make_splits, write_splits
+    from actlab.families.continual.models.weights import save_checkpoint
 
     if not (DATA / "taxonomy.json").exists():
         print(f"benchmarks: generating egotoy under {DATA} (once)")
@@ -84,6 +84,6 @@ def ensure() -> None:
 
 
 def open_stream(user: str = TRAIN_USERS[0], max_clips: int | None = None):
-    from actlab.data.streams import open_user_stream
+    from actlab.families.continual.data.user_streams import open_user_stream
 
     return open_user_stream(data_cfg(max_clips), user)

@@ -30,9 +30,9 @@ from torch import Tensor, nn
 import _egotoy
 from common import Record, interleaved, median
 
-from actlab.engine.clip_cache import InMemoryClips
-from actlab.engine.stream_loop import run_stream
-from actlab.metrics.online import OnlineMetrics
+from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.stream_loop import run_stream
+from actlab.families.continual.metrics.online import OnlineMetrics
 
 BATCH, MEMORY, LR = 4, 64, 0.01
 AVALANCHE = (Path(__file__).resolve().parents[1] / "requirements-bench.txt").read_text().strip()

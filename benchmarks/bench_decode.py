@@ -19,9 +19,9 @@ import _egotoy
 from bench_stream_loop import BATCH, bare_run, method
 from common import Record, interleaved, median
 
-from actlab.engine.clip_cache import InMemoryClips
-from actlab.engine.stream_loop import run_stream
-from actlab.metrics.online import OnlineMetrics
+from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.stream_loop import run_stream
+from actlab.families.continual.metrics.online import OnlineMetrics
 
 WORKERS = (0, 1, 2)
 

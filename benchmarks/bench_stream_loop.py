@@ -24,10 +24,10 @@ from torch.utils.data import default_collate
 import _egotoy
 from common import Record, interleaved, median
 
-from actlab.engine.clip_cache import InMemoryClips
-from actlab.engine.stream_loop import run_stream
-from actlab.methods.base import cross_entropy
-from actlab.metrics.online import OnlineMetrics
+from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.stream_loop import run_stream
+from actlab.families.continual.methods.base import cross_entropy
+from actlab.families.continual.metrics.online import OnlineMetrics
 
 BATCH = 4
 CHECKPOINT_EVERY = 25          # configs/stream.yaml

@@ -25,9 +25,9 @@ import torch
 import _egotoy
 from common import Record, interleaved, median
 
-from actlab.engine.batched_eval import MultiModelEvaluator
-from actlab.engine.clip_cache import InMemoryClips
-from actlab.engine.transfer import StreamEvaluator
+from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
+from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.transfer import StreamEvaluator
 
 USERS = ("68", "265", "324", "59", "23", "17")
 

@@ -1,29 +1,20 @@
-"""Submit an experiment's grid x users: `python jobs/grid.py experiment=egotoy_replay cluster=local_slurm [dry=1]`.
+"""Submit an experiment's whole pipeline (steps, arrays, aggregation) without blocking:
+`python jobs/grid.py experiment=egotoy_replay cluster=local_slurm [dry=1]` (what `make grid` runs).
 
 Arguments are Hydra overrides of configs/launch.yaml (cluster=..., resources=..., cluster.account=...).
+On `cluster=local` the same steps run here, in order.
 """
 import sys
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from actlab.launch.submit import REPO, launch
+from actlab.launch.cli import fail, launch_config
+from actlab.launch.pipeline import run_pipeline
 
 
 def main(argv: list[str]) -> int:
-    # `experiment` is also a config group in configs/: take its value here, not as a Hydra override
-    exps = [a.split("=", 1)[1] for a in argv if a.startswith("experiment=")]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(config_name="launch", overrides=[a for a in argv if not a.startswith("experiment=")])
-    if not exps:
-        print("grid: experiment=<name> is required", file=sys.stderr)
-        return 2
-    cfg.experiment = exps[-1]
     try:
-        launch(cfg)
-    except ValueError as e:
-        print(f"grid: {e}", file=sys.stderr)
-        return 2
+        run_pipeline(launch_config(argv))
+    except (ValueError, RuntimeError, OSError) as e:
+        return fail("grid", e)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Generate the embedded egotoy data set (Ego4D v1 formats): see actlab.data.egotoy."""
+"""Generate the embedded egotoy data set (Ego4D v1 formats): see actlab.families.continual.data.egotoy."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from actlab.data.egotoy import default_workers, generate, plan, summary
+from actlab.families.continual.data.egotoy import default_workers, generate, plan, summary
 
 
 def main(argv: list[str] | None = None) -> None:

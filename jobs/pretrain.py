@@ -1,13 +1,18 @@
-"""Train the population model on the pretrain split: see actlab.train.pretrain."""
+"""The pretrain family's job: train the population model on the pretrain users
+(actlab.families.pretrain.job). `make pretrain` runs it to write ${paths.pretrained}.
+
+    python jobs/pretrain.py [force=true] [epochs=8] [optimizer.lr=0.02] [seed=1]
+"""
 import hydra
 from omegaconf import DictConfig
 
-from actlab.train import pretrain
+from actlab.families.pretrain import FAMILY
+from actlab.job import run_by_hand
 
 
-@hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
+@hydra.main(config_path="../configs/continual", config_name="pretrain", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    print(pretrain.run(cfg))
+    run_by_hand(cfg, FAMILY)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""Write the user split files: see actlab.data.split. python jobs/split.py [data=ego4d] [overrides]"""
+"""Write the user split files: see actlab.families.continual.data.split. python jobs/split.py [data=ego4d] [overrides]"""
 import hydra
 from omegaconf import DictConfig
 
-from actlab.data.ego4d import load_annotations
-from actlab.data.split import make_splits, write_splits
+from actlab.families.continual.data.ego4d import load_annotations
+from actlab.families.continual.data.split import make_splits, write_splits
 
 
-@hydra.main(config_path="../configs", config_name="split", version_base="1.3")
+@hydra.main(config_path="../configs/continual", config_name="split", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     d, s = cfg.data, cfg.data.split
     df = load_annotations(d.root, metadata=d.metadata, annotations_dir=d.annotations_dir)

@@ -6,11 +6,11 @@ import hydra
 from omegaconf import DictConfig
 
 from actlab.atomic import atomic_write_json
-from actlab.data.stream import manifest
-from actlab.data.streams import open_user_stream
+from actlab.families.continual.data.stream_builder import manifest
+from actlab.families.continual.data.user_streams import open_user_stream
 
 
-@hydra.main(config_path="../configs", config_name="stream_manifest", version_base="1.3")
+@hydra.main(config_path="../configs/continual", config_name="stream_manifest", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     if cfg.user is None:
         raise ValueError("stream_manifest: `user` must be set (e.g. `user=68`)")

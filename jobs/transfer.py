@@ -1,11 +1,11 @@
-"""Evaluate final models on users' streams (HAG / transfer matrix): see actlab.engine.transfer_job."""
+"""Evaluate final models on users' streams (HAG / transfer matrix): see actlab.families.continual.engine.transfer_job."""
 import hydra
 from omegaconf import DictConfig
 
-from actlab.engine import transfer_job
+from actlab.families.continual.engine import transfer_job
 
 
-@hydra.main(config_path="../configs", config_name="transfer", version_base="1.3")
+@hydra.main(config_path="../configs/continual", config_name="transfer", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     print(f"{transfer_job.run(cfg)} (model, stream) pair(s) evaluated")
 

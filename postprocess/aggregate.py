@@ -1,16 +1,15 @@
 """Results -> tidy aggregate tables (CSV + Parquet): python postprocess/aggregate.py --results DIR."""
 from __future__ import annotations
 
-from actlab.post.aggregate import aggregate, write_tables
-from actlab.post.cli import load_runs, parser
-from actlab.post.report import select_experiment
+import sys
+
+from actlab.post.cli import parser, request, run
+from actlab.post.tables import write_tables
 
 
-def main() -> None:
-    args = parser(__doc__).parse_args()
-    runs = load_runs(args)
-    runs = select_experiment(runs, args.experiment)
-    agg = aggregate(runs, reference_group=args.reference_group, expected_users=args.users)
+def tables(args) -> None:
+    req = request(args)
+    agg = req.family.aggregate(req.runs, reference_group=req.reference_group, expected_units=req.units)
     for g in agg.groups:
         if g.partial:
             print(f"PARTIAL {g.group}: missing {list(g.missing)} failed {list(g.failed)} "
@@ -19,5 +18,9 @@ def main() -> None:
         print(f"{name}: {path}")
 
 
+def main(argv: list[str] | None = None) -> int:
+    return run(tables, parser(__doc__).parse_args(argv), "aggregate.py")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,21 +1,22 @@
 """Results -> plots (PNG + PDF): python postprocess/plots.py --results DIR --out DIR."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from actlab.post.aggregate import aggregate
-from actlab.post.cli import load_runs, parser
-from actlab.post.report import select_experiment
-from actlab.post.plots import all_plots
+from actlab.post.cli import parser, request, run
 
 
-def main() -> None:
-    args = parser(__doc__).parse_args()
-    runs = load_runs(args)
-    runs = select_experiment(runs, args.experiment)
-    for path in all_plots(aggregate(runs, reference_group=args.reference_group), Path(args.out) / "plots"):
+def plots(args) -> None:
+    req = request(args)
+    agg = req.family.aggregate(req.runs, reference_group=req.reference_group, expected_units=req.units)
+    for path in req.family.plots(agg, Path(args.out) / "plots"):
         print(path)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return run(plots, parser(__doc__).parse_args(argv), "plots.py")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,27 +30,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def egotoy_root(tmp_path_factory) -> Path:
-    from actlab.data.egotoy import generate
+    from actlab.families.continual.data.egotoy import generate
 
     return generate(tmp_path_factory.mktemp("egotoy"), seed=0, scale=1.0)
 
 
 @pytest.fixture(scope="session")
 def data_cfg(egotoy_root, tmp_path_factory):
-    """configs/data/egotoy.yaml with its paths pointing at the session's data set and splits."""
+    """configs/continual/data/egotoy.yaml with its paths pointing at the session's data set and splits."""
     from omegaconf import OmegaConf
 
     splits = tmp_path_factory.mktemp("splits")
     cfg = OmegaConf.create({"paths": {"data": str(egotoy_root), "splits": str(splits)},
-                            "data": OmegaConf.load(REPO / "configs" / "data" / "egotoy.yaml")})
+                            "data": OmegaConf.load(REPO / "configs" / "continual" / "data" / "egotoy.yaml")})
     OmegaConf.resolve(cfg)
     return cfg.data
 
 
 @pytest.fixture(scope="session")
 def egotoy_splits(data_cfg) -> Path:
-    from actlab.data.ego4d import load_annotations
-    from actlab.data.split import make_splits, write_splits
+    from actlab.families.continual.data.ego4d import load_annotations
+    from actlab.families.continual.data.split import make_splits, write_splits
 
     s = data_cfg.split
     splits = make_splits(load_annotations(data_cfg.root), criterion=s.criterion, seed=s.seed,
@@ -61,11 +61,11 @@ def egotoy_splits(data_cfg) -> Path:
 
 
 def compose(config_name: str, overrides: list[str]):
-    """A config of configs/<config_name>.yaml as the jobs see it (Hydra's compose API)."""
+    """A config of configs/continual/<config_name>.yaml as the jobs see it (Hydra's compose API)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "configs" / "continual"), version_base="1.3"):
         return hydra_compose(config_name, overrides=overrides)
 
 
@@ -76,10 +76,10 @@ def pretrained(egotoy_splits, data_cfg, tmp_path_factory) -> Path:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from actlab.models.checkpoint import save_checkpoint
+    from actlab.families.continual.models.weights import save_checkpoint
 
     torch.manual_seed(0)
-    cfg = OmegaConf.create({"data": data_cfg, "model": OmegaConf.load(REPO / "configs/model/egotoy_small.yaml")})
+    cfg = OmegaConf.create({"data": data_cfg, "model": OmegaConf.load(REPO / "configs/continual/model/egotoy_small.yaml")})
     path = tmp_path_factory.mktemp("checkpoints") / "egotoy_pretrained.pt"
     save_checkpoint(instantiate(cfg.model), path, {"note": "random weights for tests"})
     return path

@@ -9,11 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from actlab.data.egotoy import (CLIP_SECONDS, POOL_USERS, PRETRAIN_USERS, generate, plan,
+from actlab.families.continual.data.egotoy import (CLIP_SECONDS, POOL_USERS, PRETRAIN_USERS, generate, plan,
                                 summary)
-from actlab.data.egotoy_render import (FPS, NOUNS, SIZE, VERBS, ClipJob, Home, Segment,
+from actlab.families.continual.data.egotoy_render import (FPS, NOUNS, SIZE, VERBS, ClipJob, Home, Segment,
                                        render_frames)
-from actlab.data.records import LTA_COLUMNS
+from actlab.families.continual.data.records import LTA_COLUMNS
 
 SCALE = 0.2
 JSON_FILES = ("ego4d.json", "taxonomy.json", "annotations/fho_lta_train.json",

@@ -7,10 +7,10 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from actlab.data.ego4d import load_annotations
-from actlab.data.errors import DataError
-from actlab.data.split import make_splits, write_splits
-from actlab.data.streams import open_user_stream
+from actlab.families.continual.data.ego4d import load_annotations
+from actlab.errors import DataError
+from actlab.families.continual.data.split import make_splits, write_splits
+from actlab.families.continual.data.user_streams import open_user_stream
 from test_data_split import TRAIN_ROWS, VAL_ROWS, write_dataset
 from test_data_video import write_mp4
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actlab.data.ego4d import load_annotations
-from actlab.data.split import NAN_USER, make_splits, user_minutes, write_splits
+from actlab.families.continual.data.ego4d import load_annotations
+from actlab.families.continual.data.split import NAN_USER, make_splits, user_minutes, write_splits
 
 
 def row(clip_uid, video_uid, parent_start, parent_end, action_idx, start, end, verb_label, noun_label):

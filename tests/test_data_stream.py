@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from actlab.data.errors import DataError
-from actlab.data.stream import StreamSpec, build_stream, manifest, stream_sha256
+from actlab.errors import DataError
+from actlab.families.continual.data.stream_builder import StreamSpec, build_stream, manifest, stream_sha256
 from test_data_split import row
 
 ONE_SEC = StreamSpec(num_frames=5, sampling_rate=2, target_fps=10, drop_unseen=False)  # 1.0 s clips
@@ -108,9 +108,9 @@ def test_manifest_hash_deterministic_and_sensitive():
 def test_open_user_stream_and_split(tmp_path):
     import dataclasses
 
-    from actlab.data.ego4d import load_annotations
-    from actlab.data.split import make_splits, write_splits
-    from actlab.data.streams import UserStream, open_split, open_user_stream
+    from actlab.families.continual.data.ego4d import load_annotations
+    from actlab.families.continual.data.split import make_splits, write_splits
+    from actlab.families.continual.data.user_streams import UserStream, open_split, open_user_stream
     from test_data_errors import data_config
     from test_data_split import write_dataset
     from test_data_video import write_mp4
@@ -140,7 +140,7 @@ def test_egotoy_paper_split_streams(data_cfg, egotoy_splits):
     """The shared generated set: paper users present, stream sizes as the generator promises."""
     import json
 
-    from actlab.data.streams import open_split, open_user_stream
+    from actlab.families.continual.data.user_streams import open_split, open_user_stream
 
     test = json.loads((egotoy_splits / "test.json").read_text())
     assert sorted(test["users"]) == ["17", "23", "59"] and test["absent_users"] == []

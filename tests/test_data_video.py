@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from actlab.data.records import StreamClip
-from actlab.data.stream import StreamSpec, build_stream
-from actlab.data.video import ClipDataset
+from actlab.families.continual.data.records import StreamClip
+from actlab.families.continual.data.stream_builder import StreamSpec, build_stream
+from actlab.families.continual.data.video import ClipDataset
 from test_data_split import row
 
 FPS, SECONDS, SIZE = 15, 3, 64

@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
-from actlab.engine.batched_eval import MultiModelEvaluator, StackedBackbones, group_by_architecture
+from actlab.families.continual.engine.batched_eval import MultiModelEvaluator, StackedBackbones, group_by_architecture
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "continual"
 NV, NN = 8, 16
 
 

@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from actlab.engine.stream_loop import run_stream
-from actlab.methods.finetune import Finetune
-from actlab.methods.frozen import Frozen
-from actlab.methods.iid_finetune import IIDFinetune
-from actlab.methods.label_window import LabelWindow
-from actlab.methods.replay import Replay, ReplayMemory
-from actlab.metrics.forgetting import ReexposureTracker
-from actlab.metrics.online import OnlineMetrics
-from actlab.models.video import VideoClassifier
+from actlab.families.continual.engine.stream_loop import run_stream
+from actlab.families.continual.methods.finetune import Finetune
+from actlab.families.continual.methods.frozen import Frozen
+from actlab.families.continual.methods.iid_finetune import IIDFinetune
+from actlab.families.continual.methods.label_window import LabelWindow
+from actlab.families.continual.methods.replay import Replay, ReplayMemory
+from actlab.families.continual.metrics.forgetting import ReexposureTracker
+from actlab.families.continual.metrics.online import OnlineMetrics
+from actlab.families.continual.models.video import VideoClassifier
 
 NV, NN = 5, 7
 

@@ -7,11 +7,13 @@ import signal
 
 import pandas as pd
 import pytest
-from conftest import compose
+from conftest import REPO, compose
 
-from actlab.engine import preemption, stream_job, transfer_job
-from actlab.methods.finetune import Finetune
-from actlab.methods.replay import Replay
+from actlab import preemption
+from actlab.families.continual.engine import stream_job, transfer_job
+from actlab.families.continual.methods.finetune import Finetune
+from actlab.families.continual.methods.replay import Replay
+from actlab.families.continual import artifacts
 from actlab.results import layout
 from actlab.results.store import iter_runs
 
@@ -30,6 +32,22 @@ class SignalAfter(Replay):
         self.batches += 1
         if self.batches == self.after:
             os.kill(os.getpid(), signal.SIGUSR2)
+
+
+class WaitForGate(Finetune):
+    """Finetune that holds its first batch until the file `gate` exists."""
+
+    def __init__(self, gate: str, **kw) -> None:
+        super().__init__(**kw)
+        self.gate = gate
+
+    def observe(self, batch) -> None:
+        import time
+        from pathlib import Path
+
+        while not Path(self.gate).exists():
+            time.sleep(0.05)
+        super().observe(batch)
 
 
 class CrashAt(Finetune):
@@ -59,18 +77,21 @@ def clean_flag():
 
 def test_a_completed_run_holds_every_result_and_a_rerun_is_a_no_op(stream_overrides, tmp_path):
     folder = stream_job.run(cfg_for(stream_overrides, "method=replay"))
-    for name in (layout.IDENTITY, layout.CONFIG, layout.STREAM, layout.SUMMARY, layout.PREDICTIONS,
-                 layout.FORGETTING, layout.FINAL_MODEL, layout.STATUS):
+    for name in (layout.IDENTITY, layout.CONFIG, artifacts.STREAM, layout.SUMMARY, artifacts.PREDICTIONS,
+                 artifacts.FORGETTING, artifacts.FINAL_MODEL, layout.STATUS):
         assert (folder / name).exists(), name
     assert json.loads((folder / layout.STATUS).read_text())["state"] == "completed"
     summary = json.loads((folder / layout.SUMMARY).read_text())
-    predictions = pd.read_parquet(folder / layout.PREDICTIONS)
+    predictions = pd.read_parquet(folder / artifacts.PREDICTIONS)
     assert summary["online/action/n_samples"] == len(predictions) == 24
     assert predictions["index"].tolist() == list(range(24))
     assert {"hindsight/action/balanced_top1", "online/verb/top5"} <= set(summary)
     assert (folder / "transfer" / f"{USER}.json").exists()
     identity = json.loads((folder / layout.IDENTITY).read_text())
-    assert identity["user"] == USER and identity["submitted"] == "20260101T000000Z"
+    assert identity["unit"] == USER and identity["submitted"] == "20260101T000000Z"
+    assert identity["family"] == "continual" and identity["labels"]["variant"] == "replay"
+    assert set(identity["inputs"]) == {"stream", "pretrained"}
+    assert identity["inputs"]["stream"] == json.loads((folder / artifacts.STREAM).read_text())["sha256"]
     # the W&B mirror: an offline run folder whose id is the run identity
     assert list((tmp_path / "wandb").rglob(f"run-{identity['run_id']}.wandb"))
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
@@ -100,8 +121,8 @@ def test_preemption_signal_checkpoints_and_the_resumed_run_equals_an_uninterrupt
     preemption.clear()
     folder = stream_job.run(cfg_for(stream_overrides, "method=replay", "checkpoint_every=0"))
     assert folder != whole
-    pd.testing.assert_frame_equal(pd.read_parquet(folder / layout.PREDICTIONS),
-                                  pd.read_parquet(whole / layout.PREDICTIONS))
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / artifacts.PREDICTIONS),
+                                  pd.read_parquet(whole / artifacts.PREDICTIONS))
     assert json.loads((folder / layout.SUMMARY).read_text()) == json.loads((whole / layout.SUMMARY).read_text())
 
 
@@ -127,3 +148,36 @@ def test_transfer_job_fills_the_matrix_and_skips_pairs_already_done(stream_overr
         got = json.loads(p.read_text())["metrics"]
         assert got.keys() == expected.keys()
         assert all(got[k] == pytest.approx(v, abs=1e-5) for k, v in expected.items()), p
+
+
+def test_two_processes_on_the_same_run_never_both_write(stream_overrides, tmp_path):
+    """A second process started on a run that another one is writing (a requeue racing its dying
+    predecessor, a hand rerun beside the array) stops naming the holder, or waits for it."""
+    import subprocess
+    import sys
+    import time
+
+    gate = tmp_path / "gate"
+    argv = [sys.executable, str(REPO / "jobs" / "stream.py"), *stream_overrides, f"user={USER}",
+            "experiment=egotoy_main", "data.max_clips=24", "method=finetune", "submitted=20260101T000000Z",
+            "method._target_=test_engine_stream_job.WaitForGate", f"+method.gate={gate}", "wandb.mode=disabled",
+            "hydra.job.config.override_dirname.exclude_keys=[data.max_clips]"]
+    env = os.environ | {"PYTHONPATH": str(REPO / "tests")}
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "results").rglob(layout.LEASE)):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+        time.sleep(0.05)
+    refused = subprocess.run([*argv, "lease_wait_s=0"], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0, refused.stdout + refused.stderr[-3000:]
+    assert "is in use by host" in refused.stderr and f"pid {first.pid}" in refused.stderr
+    waiter = subprocess.Popen([*argv, "lease_wait_s=300"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=env)
+    gate.touch()
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    waited, _ = waiter.communicate(timeout=300)
+    assert waiter.returncode == 0 and "already completed, nothing to do" in waited, waited
+    (folder,) = [r.folder for r in iter_runs(tmp_path / "results")]
+    assert len(pd.read_parquet(folder / artifacts.PREDICTIONS)) == 24
+    assert not (folder / layout.LEASE).exists()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from test_engine_loop import Clips, sgd, tiny_model, NN, NV
 
-from actlab.engine.stream_loop import run_stream
-from actlab.engine.transfer import StreamEvaluator, backbone_hash
-from actlab.methods.finetune import Finetune
-from actlab.metrics.evaluate import score
-from actlab.metrics.online import OnlineMetrics
+from actlab.families.continual.engine.stream_loop import run_stream
+from actlab.families.continual.engine.transfer import StreamEvaluator, backbone_hash
+from actlab.families.continual.methods.finetune import Finetune
+from actlab.families.continual.metrics.evaluate import score
+from actlab.families.continual.metrics.online import OnlineMetrics
 
 
 def head_only_models(n: int = 3):

@@ -55,7 +55,7 @@ def _check_runs(tmp: Path, manifest: dict, rows: list[int]) -> None:
 def test_submit_stream_sh_and_bare_sbatch(tmp_path, slurm, data_overrides):  # noqa: F811
     _project(tmp_path, "hand_t", "  method.lr: [0.1, 0.01]", "['68', '265']")
     env = os.environ | slurm | {"ACTLAB_ROOT": str(tmp_path), "ACTLAB_PYTHON": sys.executable}
-    launch = [f"config_dir={tmp_path / 'configs'}", f"task_overrides={hydra_list([*TINY, *data_overrides])}",
+    launch = [f"configs={tmp_path / 'configs'}", f"task_overrides={hydra_list([*TINY, *data_overrides])}",
               "resources.array_parallelism=2"]
     before = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = subprocess.run(["bash", str(REPO / "jobs/submit_stream.sh"), "hand_t", *launch, "--job-name=hand-t"],
@@ -99,6 +99,7 @@ def test_submit_stream_sh_and_bare_sbatch(tmp_path, slurm, data_overrides):  # n
 def test_hydra_submitit_multirun_matches_launcher_identities(tmp_path, slurm, data_overrides,  # noqa: F811
                                                               monkeypatch):
     from actlab.identity import code_version
+    from actlab.families.continual import FAMILY
     from actlab.launch.grid import build_grid, parse_task_overrides
     from actlab.results.store import iter_runs
 
@@ -116,13 +117,13 @@ def test_hydra_submitit_multirun_matches_launcher_identities(tmp_path, slurm, da
 
     # the launcher's identities for the same points (what `make grid` would write in its manifest)
     monkeypatch.setenv("ACTLAB_ROOT", str(tmp_path))
-    grid = build_grid(REPO / "configs", "egotoy_main", "stream",
+    grid = build_grid(REPO / "configs" / "continual", "egotoy_main", FAMILY, REPO,
                       parse_task_overrides([*TINY, *data_overrides, "users=['68','265']"]))
     code = code_version(REPO)
     want = {}
     for p in grid.points:
         if p.overrides.get("method") in {"finetune", "replay"}:
-            ident = p.identity("egotoy_main", submitted, code)
+            ident = p.identity("egotoy_main", submitted, code, "continual")
             want[str(ident.folder(tmp_path / "results"))] = ident.to_dict()
     assert len(want) == 4
     runs = {str(r.folder): r for r in iter_runs(tmp_path / "results", "egotoy_main")}

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from actlab.families.continual import FAMILY
 from actlab.launch.grid import build_grid, parse_task_overrides
 from actlab.results.store import iter_runs
+
+
+CONTINUAL_CONFIGS = REPO / "configs" / "continual"
 
 
 def stream_task_overrides(data_cfg, egotoy_splits, pretrained, max_clips: int = 8) -> list[str]:
@@ -30,18 +34,19 @@ def hydra_list(items: list[str]) -> str:
 @pytest.mark.slow
 def test_local_pool_runs_real_stream_tasks_with_array_variables(tmp_path, data_cfg, egotoy_splits, pretrained):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "configs" / "experiment" / "launch_local.yaml").write_text(
+    (tmp_path / "configs" / "continual" / "experiment" / "launch_local.yaml").write_text(
         "# @package _global_\nexperiment: launch_local\nusers: ['68', '265']\nseeds: [0]\n"
         "defaults:\n  - override /method: finetune\n"
         "grid:\n  method.name: [plain, \"x y; $(echo hi) `id` 'q'\"]\ntransfer: none\nreference: null\n")
     overrides = stream_task_overrides(data_cfg, egotoy_splits, pretrained)
     out = subprocess.run([sys.executable, str(REPO / "jobs/grid.py"), "experiment=launch_local", "cluster=local",
-                          f"config_dir={tmp_path / 'configs'}", "resources.array_parallelism=2",
+                          f"configs={tmp_path / 'configs'}", "resources.array_parallelism=2",
                           f"task_overrides={hydra_list(overrides)}"],
                          cwd=tmp_path, capture_output=True, text=True,
                          env=os.environ | {"ACTLAB_ROOT": str(tmp_path)}, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "4 of 4 tasks succeeded" in out.stdout, out.stdout
+    assert out.stdout.count(": started") == 4 and out.stdout.count(": completed in") == 4   # progress lines
     (sweep,) = (tmp_path / "sweeps" / "launch_local").iterdir()
     manifest = json.loads((sweep / "manifest.json").read_text())
     assert manifest["task_overrides"]["data.max_clips"] == 8
@@ -69,13 +74,16 @@ def test_task_overrides_are_parsed_and_validated_like_grid_values(data_cfg, egot
     with pytest.raises(ValueError, match="sweep"):
         parse_task_overrides(["data.max_clips=1,2"])
     good = parse_task_overrides(stream_task_overrides(data_cfg, egotoy_splits, pretrained))
-    grid = build_grid(REPO / "configs", "egotoy_sgd", task_overrides=good)
+    grid = build_grid(CONTINUAL_CONFIGS, "egotoy_sgd", FAMILY, REPO, task_overrides=good)
     # 12 SGD points + the frozen reference the experiment lacks, x 3 train users
     assert len(grid.points) == 13 * 3 and grid.points[0].overrides == {"method": "frozen"}
     with pytest.raises(ValueError, match="data.no_such_key"):
-        build_grid(REPO / "configs", "egotoy_sgd", task_overrides=good | {"data.no_such_key": 1})
+        build_grid(CONTINUAL_CONFIGS, "egotoy_sgd", FAMILY, REPO, task_overrides=good | {"data.no_such_key": 1})
     with pytest.raises(ValueError, match="grid sweeps"):
-        build_grid(REPO / "configs", "egotoy_sgd", task_overrides=good | {"method.lr": 0.5})
+        build_grid(CONTINUAL_CONFIGS, "egotoy_sgd", FAMILY, REPO, task_overrides=good | {"method.lr": 0.5})
+    for key in ("user", "seed", "group", "submitted"):   # identity keys: set by the launcher only
+        with pytest.raises(ValueError, match=f"`{key}` is an identity key"):
+            build_grid(CONTINUAL_CONFIGS, "egotoy_sgd", FAMILY, REPO, task_overrides=good | {key: "1"})
 
 
 def test_pipeline_plan_pretrains_first_and_runs_the_snapshot_scripts(tmp_path, data_cfg, egotoy_splits, pretrained,
@@ -85,41 +93,45 @@ def test_pipeline_plan_pretrains_first_and_runs_the_snapshot_scripts(tmp_path, d
 
     monkeypatch.setenv("ACTLAB_ROOT", str(tmp_path))
     shutil.copytree(REPO / "configs", tmp_path / "configs")
-    (tmp_path / "configs" / "experiment" / "launch_pre.yaml").write_text(
+    (tmp_path / "configs" / "continual" / "experiment" / "launch_pre.yaml").write_text(
         "# @package _global_\nexperiment: launch_pre\nusers: ['68']\nseeds: [0]\n"
         "grid:\n  method: [finetune]\ntransfer: diagonal\npretrain: true\n")
     overrides = stream_task_overrides(data_cfg, egotoy_splits, pretrained)
     sweep, manifest = prepare("launch_pre", {"executor": "local"}, {"cpus": 1, "array_parallelism": 1},
-                              config_dir=tmp_path / "configs", sweeps_root=tmp_path / "sweeps",
+                              configs=tmp_path / "configs", sweeps_root=tmp_path / "sweeps",
                               task_overrides=overrides)
     # the frozen reference joins the grid: it has none
     assert [r.overrides for r in manifest.rows] == [{"method": "frozen"}, {"method": "finetune"}]
     pipe = plan(sweep, manifest, "python", overrides)
     code = sweep / "code"
     paths_args = [o for o in overrides if o.startswith("paths.")]
-    assert pipe.pretrain.argv[:3] == ["python", "-u", str(code / "jobs" / "pretrain.py")]
-    assert pipe.pretrain.argv[3:-1] == paths_args and pipe.pretrain.argv[-1].startswith("paths.root=")
-    assert pipe.transfer.argv[2:4] == [str(code / "jobs" / "transfer.py"), "experiment=launch_pre"]
+    (pretrain, transfer) = pipe.steps
+    assert (pretrain.name, pretrain.before, transfer.name, transfer.before) == ("pretrain", True, "transfer", False)
+    assert pretrain.argv[:3] == ["python", "-u", str(code / "jobs" / "pretrain.py")]
+    assert pretrain.argv[3:-1] == paths_args and pretrain.argv[-1].startswith("paths.root=")
+    assert transfer.argv[2:4] == [str(code / "jobs" / "transfer.py"), "experiment=launch_pre"]
     assert pipe.aggregate.argv[2:] == [str(code / "postprocess" / "to_latex.py"), "--sweep", str(sweep),
                                        "--out", str(sweep / "report")]
     assert json.loads((sweep / "sweep.json").read_text()) == {
-        "experiment": "launch_pre", "results": str(tmp_path / "results"), "users": ["68"]}
+        "experiment": "launch_pre", "family": "continual", "results": str(tmp_path / "results"), "units": ["68"],
+        "reference_group": manifest.reference_group}
+    assert manifest.reference_group == manifest.rows[0].identity["group"]
 
 
 @pytest.mark.slow
-def test_run_egotoy_local_runs_every_step_in_order(tmp_path, data_cfg, egotoy_splits, pretrained):
+def test_make_run_local_runs_every_step_in_order(tmp_path, data_cfg, egotoy_splits, pretrained):
     """`make run` (cluster=local): streams, transfer matrix and report, blocking, on a tiny setting."""
     overrides = stream_task_overrides(data_cfg, egotoy_splits, pretrained) + ["users=['68','265']"]
-    out = subprocess.run([sys.executable, str(REPO / "jobs/run_egotoy.py"), "cluster=local",
+    out = subprocess.run([sys.executable, str(REPO / "jobs/run.py"), "cluster=local",
                           f"task_overrides={hydra_list(overrides)}", "resources.array_parallelism=2"],
                          cwd=tmp_path, capture_output=True, text=True,
                          env=os.environ | {"ACTLAB_ROOT": str(tmp_path)}, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (sweep,) = (tmp_path / "sweeps" / "egotoy_main").iterdir()
-    assert "total: completed 8" in out.stdout and "Gains over the frozen network" in out.stdout
+    assert "total: completed 8" in out.stdout and "\\begin{tabular}" in out.stdout
     assert f"LaTeX table: {sweep / 'report' / 'table.tex'}" in out.stdout
     steps = [line.split(":")[1].strip() for line in out.stdout.splitlines() if line.startswith("actlab pipeline:")]
     assert steps == ["transfer", "aggregate"]
     for run in iter_runs(tmp_path / "results", "egotoy_main"):
-        if run.method != "label_window":    # transfer: all -> both users' streams
+        if run.labels["variant"] != "label_window":    # transfer: all -> both users' streams
             assert sorted(p.stem for p in (run.folder / "transfer").glob("*.json")) == ["265", "68"]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, require
 
-from actlab.methods.finetune import Finetune
+from actlab.families.continual.methods.finetune import Finetune
 
 pytestmark = pytest.mark.slurm
 
@@ -88,7 +88,7 @@ def hydra_list(items: list[str]) -> str:
 
 def _project(tmp: Path, name: str, grid: str, users: str, extra: str = "reference: null\n") -> Path:
     shutil.copytree(REPO / "configs", tmp / "configs")
-    (tmp / "configs" / "experiment" / f"{name}.yaml").write_text(
+    (tmp / "configs" / "continual" / "experiment" / f"{name}.yaml").write_text(
         f"# @package _global_\ndefaults:\n  - override /method: finetune\nexperiment: {name}\nusers: {users}\n"
         f"seeds: [0]\ngrid:\n{grid}\ntransfer: none\n{extra}")
     return tmp
@@ -97,7 +97,7 @@ def _project(tmp: Path, name: str, grid: str, users: str, extra: str = "referenc
 def _grid(tmp: Path, slurm: dict, name: str, task_overrides: list[str], *args: str,
           env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(REPO / "jobs/grid.py"), f"experiment={name}", "cluster=local_slurm",
-           f"cluster.env.SLURM_CONF={slurm['SLURM_CONF']}", f"config_dir={tmp / 'configs'}",
+           f"cluster.env.SLURM_CONF={slurm['SLURM_CONF']}", f"configs={tmp / 'configs'}",
            f"task_overrides={hydra_list(task_overrides)}", f"pythonpath={hydra_list([str(TESTS)])}", *args]
     return subprocess.run(cmd, cwd=tmp, env=os.environ | {"ACTLAB_ROOT": str(tmp)} | (env or {}),
                           capture_output=True, text=True, timeout=300)
@@ -126,12 +126,13 @@ def _wait_done(sweep: Path, timeout: float = 420) -> list:
 
 def _uninterrupted(sweep: Path, row: int, results: Path) -> Path:
     """The same grid point run in this process with another submit time and the plain method."""
-    from actlab.engine import preemption, stream_job
+    from actlab import preemption
+from actlab.families.continual.engine import stream_job
     from actlab.launch.manifest import load_manifest
     from actlab.launch.task import task_config
 
     cfg = task_config(load_manifest(sweep), sweep, row)
-    cfg.method._target_ = "actlab.methods.finetune.Finetune"
+    cfg.method._target_ = "actlab.families.continual.methods.finetune.Finetune"
     del cfg.method["sleep_s"], cfg.method["marker"]
     cfg.submitted, cfg.wandb.mode, cfg.paths.results = "20200101T000000Z", "disabled", str(results)
     import torch
@@ -191,7 +192,7 @@ def test_real_stream_grid_chunked_throttled_hostile_values(tmp_path, slurm, data
     assert len(logs) == 21 and all(f"code {sweep / 'code' / 'src' / 'actlab'}" in p.read_text() for p in logs)
     assert sum(r["overrides"].get("method.name") == hostile for r in manifest["rows"]) == 9
     assert not list(tmp_path.glob("pwned*")), "a grid value was executed"
-    assert (sweep / "git.json").exists() and (sweep / "code" / "configs" / "stream.yaml").exists()
+    assert (sweep / "git.json").exists() and (sweep / "code" / "configs" / "continual" / "stream.yaml").exists()
     for f in sweep.rglob("*"):
         if f.is_file() and f.suffix in {".json", ".diff", ".out", ".err", ".sh", ""}:
             assert "sekret-key-4711" not in f.read_text(errors="replace"), f
@@ -213,7 +214,7 @@ def test_bad_grid_value_or_task_override_stops_everything(tmp_path, slurm, data_
     _project(tmp_path, "launch_bad", "  method: [finetune, no_such_method]", "['68']")
     out = _grid(tmp_path, slurm, "launch_bad", data_overrides)
     assert out.returncode == 2
-    assert "grid point [method=no_such_method] user=68" in out.stderr and "no_such_method" in out.stderr
+    assert "grid point [method=no_such_method] unit=68" in out.stderr and "no_such_method" in out.stderr
     assert not (tmp_path / "sweeps").exists()
     _project(tmp_path / "k", "launch_badkey", "  method.no_such_key: [1]", "['68']")
     out = _grid(tmp_path / "k", slurm, "launch_badkey", data_overrides)
@@ -323,12 +324,12 @@ def test_time_limit_pre_timeout_signal_requeues_and_resumes(tmp_path, slurm, dat
 
 
 @pytest.mark.slow
-def test_run_egotoy_pipeline_on_local_slurm(tmp_path, slurm, data_overrides):
+def test_make_run_pipeline_on_local_slurm(tmp_path, slurm, data_overrides):
     """Streams (frozen reference included) -> transfer (afterok) -> aggregation (afterany), waited for."""
     from actlab.results.store import iter_runs
 
     overrides = ["data.max_clips=8", "users=['68','265']", "wandb.mode=disabled", *data_overrides]
-    out = subprocess.run([sys.executable, str(REPO / "jobs/run_egotoy.py"), "cluster=local_slurm",
+    out = subprocess.run([sys.executable, str(REPO / "jobs/run.py"), "cluster=local_slurm",
                           f"cluster.env.SLURM_CONF={slurm['SLURM_CONF']}", f"task_overrides={hydra_list(overrides)}",
                           "resources.array_parallelism=2"], cwd=tmp_path, capture_output=True, text=True,
                          env=os.environ | {"ACTLAB_ROOT": str(tmp_path)}, timeout=600)
@@ -336,17 +337,18 @@ def test_run_egotoy_pipeline_on_local_slurm(tmp_path, slurm, data_overrides):
     assert "total: completed 8" in out.stdout
     sweep = _sweep(tmp_path, "egotoy_main")
     pipe = json.loads((sweep / "pipeline.json").read_text())
-    assert pipe["pretrain"] is None and len(pipe["arrays"]) == 1
-    assert pipe["transfer"]["argv"][2] == str(sweep / "code" / "jobs" / "transfer.py")
-    assert f"submitted transfer job {pipe['transfer']['job_id']} (afterok:{pipe['arrays'][0]})" in out.stdout
+    (transfer,) = pipe["steps"]     # no pretraining step: the experiment does not ask for one
+    assert len(pipe["arrays"]) == 1 and transfer["name"] == "transfer"
+    assert transfer["argv"][2] == str(sweep / "code" / "jobs" / "transfer.py")
+    assert f"submitted transfer job {transfer['job_id']} (afterok:{pipe['arrays'][0]})" in out.stdout
     assert (f"submitted aggregate job {pipe['aggregate']['job_id']} "
-            f"(afterany:{pipe['arrays'][0]}:{pipe['transfer']['job_id']})") in out.stdout
+            f"(afterany:{pipe['arrays'][0]}:{transfer['job_id']})") in out.stdout
     tex = sweep / "report" / "table.tex"
     assert f"LaTeX table: {tex}" in out.stdout and tex.exists()
     runs = list(iter_runs(tmp_path / "results", "egotoy_main"))
-    assert sorted(r.method for r in runs) == sorted(["frozen", "finetune", "replay", "label_window"] * 2)
+    assert sorted(r.labels["variant"] for r in runs) == sorted(["frozen", "finetune", "replay", "label_window"] * 2)
     for run in runs:   # transfer: all -> each transferable model on both users' streams
         have = sorted(p.stem for p in (run.folder / "transfer").glob("*.json"))
         # label_window has no model to transfer (its hindsight is in summary.json, not in transfer/)
-        want = [] if run.method == "label_window" else ["265", "68"]
-        assert have == want, (run.method, have)
+        want = [] if run.labels["variant"] == "label_window" else ["265", "68"]
+        assert have == want, (run.labels, have)

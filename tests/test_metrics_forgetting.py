@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import torch
 
-from actlab.metrics import ReexposureTracker, bin_by_log10_gap, pearson
+from actlab.families.continual.metrics import ReexposureTracker, bin_by_log10_gap, pearson
 
 # (step, batch labels, window labels oldest first, window correctness). Tracker window = 2, so a
 # label's accuracy uses only its 2 most recent samples in the evaluated window.

@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
 
-from actlab.metrics import OnlineMetrics, score
+from actlab.families.continual.metrics import OnlineMetrics, score
 
 
 def ranked(*orders: list[int]) -> torch.Tensor:
@@ -183,3 +183,48 @@ def test_score_is_the_online_metric_over_the_whole_stream():
     golden = score(VERB_LOGITS, NOUN_LOGITS, VERB_Y, NOUN_Y, prefix="transfer")
     assert golden["transfer/action/balanced_top1"] == pytest.approx(1 / 4)
     assert np.isclose(golden["transfer/noun/loss"], LSE3 - 1.5)
+
+
+# -- the one balanced-accuracy definition (metrics/balanced.py) ------------------------------------
+@pytest.mark.parametrize("seed", range(3))
+def test_balanced_accuracy_and_running_balanced_match_sklearn(seed):
+    from actlab.families.continual.metrics import balanced_accuracy, running_balanced
+
+    rng = np.random.default_rng(seed)
+    y = np.array([f"{a}-{b}" for a, b in zip(rng.integers(0, 4, 300), rng.integers(0, 3, 300))])
+    pred = np.where(rng.random(300) < 0.4, y, "0-0")
+    correct = pred == y
+    assert balanced_accuracy(y, correct) == pytest.approx(balanced_accuracy_score(y, pred))
+    running = running_balanced(y, correct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # a prefix may predict a class it never saw as a target
+        for k in (0, 1, 7, 150, 299):
+            assert running[k] == pytest.approx(balanced_accuracy_score(y[:k + 1], pred[:k + 1]))
+    assert running[-1] == pytest.approx(balanced_accuracy(y, correct))
+
+
+def test_running_balanced_spans_blocks_and_matches_the_online_counters():
+    """Longer than one block of running_balanced; the streaming counters give the same final value."""
+    from actlab.families.continual.metrics import running_balanced
+
+    g = torch.Generator().manual_seed(7)
+    n, V, N = 2600, 6, 4
+    vl, nl = torch.randn(n, V, generator=g), torch.randn(n, N, generator=g)
+    vy, ny = torch.randint(0, V, (n,), generator=g), torch.randint(0, N, (n,), generator=g)
+    m = OnlineMetrics(V, N)
+    correct = []
+    for i in range(0, n, 4):
+        correct += m.update(vl[i:i + 4], nl[i:i + 4], vy[i:i + 4], ny[i:i + 4])["correct_verb"]
+    running = running_balanced(vy.numpy(), np.array(correct))
+    assert running[-1] == pytest.approx(m.compute()["online/verb/balanced_top1"], abs=1e-12)
+    half = OnlineMetrics(V, N)
+    half.update(vl[:1300], nl[:1300], vy[:1300], ny[:1300])
+    assert running[1299] == pytest.approx(half.compute()["online/verb/balanced_top1"], abs=1e-12)
+
+
+def test_balanced_of_nothing_is_nan():
+    from actlab.families.continual.metrics import balanced_accuracy, balanced_top1, running_balanced
+
+    assert math.isnan(balanced_accuracy([], []))
+    assert math.isnan(balanced_top1([0, 0], [0, 0]))
+    assert running_balanced([], []).shape == (0,)

@@ -1,4 +1,5 @@
-"""Stream statistics and the gain helpers, on hand-built inputs."""
+"""Stream statistics and the decorrelated-sample mask, on hand-built inputs (mean +- SE:
+tests/test_post_tables.py)."""
 from __future__ import annotations
 
 import math
@@ -6,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from actlab.data.records import StreamClip
-from actlab.metrics import decorrelated_mask, mean_se, stream_statistics
-from actlab.metrics.stream_stats import mean_unique_in_windows
+from actlab.families.continual.data.records import StreamClip
+from actlab.families.continual.metrics import decorrelated_mask, stream_statistics
+from actlab.families.continual.metrics.stream_stats import mean_unique_in_windows
 
 
 def clip(i: int, clip_uid: str, video_uid: str, verb: int, noun: int) -> StreamClip:
@@ -45,16 +46,6 @@ def test_windows_and_empty_stream():
     s = stream_statistics([])
     assert s["n_clips"] == 0 and math.isnan(s["mean_unique_actions_w4"])
     assert math.isnan(s["label_change_fraction"])
-
-
-def test_mean_se_golden():
-    # mean 3; squared deviations 4 + 1 + 0 + 9 = 14; var = 14/3; se = sqrt(14/3) / sqrt(4)
-    mean, se = mean_se([1, 2, 3, 6])
-    assert mean == 3.0 and se == pytest.approx(math.sqrt(14 / 3) / 2)
-    mean, se = mean_se([2.5])
-    assert mean == 2.5 and math.isnan(se)
-    assert all(math.isnan(v) for v in mean_se([]))
-    assert math.isnan(mean_se([1.0, float("nan")])[0])      # a missing user is not averaged away
 
 
 def test_decorrelated_mask_golden():

@@ -9,13 +9,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from actlab.data.errors import DataError
-from actlab.models.checkpoint import load_checkpoint, save_checkpoint
-from actlab.models.factory import x3d_small
-from actlab.models.video import VideoClassifier
+from actlab.errors import DataError
+from actlab.families.continual.models.weights import load_checkpoint, save_checkpoint
+from actlab.families.continual.models.factory import x3d_small
+from actlab.families.continual.models.video import VideoClassifier
 from conftest import require
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "continual"
 
 
 def small(num_verbs=8, num_nouns=16):

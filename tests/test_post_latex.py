@@ -1,5 +1,5 @@
-"""LaTeX tables: bold best by direction with ties at the shown precision, escaping, NaN SE,
-partial flags, and a pdflatex build of the output."""
+"""LaTeX tables: bold best by the tidy table's direction column with ties at the shown precision,
+escaping, NaN SE, partial flags, specs, and a pdflatex build of the output."""
 from __future__ import annotations
 
 import math
@@ -10,17 +10,26 @@ import pandas as pd
 import pytest
 
 from conftest import require
+from actlab.errors import DataError
 from actlab.post.latex import Column, TableSpec, escape, load_spec, render_document, render_table
 
 
-def tidy(cells: dict[tuple[str, str], tuple[float, float]], partial: dict[str, str] | None = None) -> pd.DataFrame:
-    partial = partial or {}
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith("loss")
+
+
+def tidy(cells: dict[tuple[str, str], tuple[float, float]], partial: dict[str, str] | None = None,
+         higher: dict[str, bool] | None = None, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """A tidy table as actlab.post.tables writes it; direction by hand: losses lower-better unless
+    `higher` says otherwise."""
+    partial, higher, labels = partial or {}, higher or {}, labels or {}
     rows = []
     for (group, metric), (mean, se) in cells.items():
         for stat, v in (("mean", mean), ("se", se)):
-            rows.append({"group": group, "metric": metric, "stat": stat, "value": v,
-                         "partial": group in partial, "missing_users": partial.get(group, ""),
-                         "failed_users": "", "mismatched_users": ""})
+            rows.append({"group": group, "label": labels.get(group, group), "metric": metric, "stat": stat,
+                         "value": v, "higher_is_better": higher.get(metric, not lower_is_better(metric)),
+                         "partial": group in partial, "missing_units": partial.get(group, ""),
+                         "failed_units": "", "mismatched_units": ""})
     return pd.DataFrame(rows)
 
 
@@ -48,7 +57,8 @@ def test_bold_by_direction_and_ties():
 def test_escaping_rows_and_partial_notes():
     t = tidy({("g_1", "oag/action/top1"): (1.0, 0.5), ("g2", "oag/action/top1"): (2.0, 0.5)},
              partial={"g2": "59,23"})
-    spec = TableSpec((Column("oag/action/top1", "OAG 50% & more_x"),), rows={"g2": "Replay #1 {x}", "g_1": "SGD_lr"})
+    spec = TableSpec((Column("oag/action/top1", "OAG 50% & more_x"),), rows={"g2": "Replay #1 {x}", "g_1": "SGD_lr"},
+                     units="users")
     tex = render_table(t, spec)
     assert r"OAG 50\% \& more\_x" in tex and r"Replay \#1 \{x\}" in tex and r"SGD\_lr &" in tex
     assert tex.index("Replay") < tex.index("SGD")              # row order from the spec
@@ -56,6 +66,27 @@ def test_escaping_rows_and_partial_notes():
     assert escape("a\\b~^") == r"a\textbackslash{}b\textasciitilde{}\textasciicircum{}"
     with pytest.raises(ValueError, match="no results"):
         render_table(t, TableSpec((Column("oag/action/top1"),), rows={"nope": "x"}))
+    assert "missing units 59,23" in render_table(t, TableSpec((Column("oag/action/top1"),)))
+
+
+def test_bold_follows_the_higher_is_better_column_not_the_name():
+    cells = {("a", "val/score"): (1.0, 0.1), ("b", "val/score"): (2.0, 0.1)}
+    up = render_table(tidy(cells, higher={"val/score": True}), TableSpec((Column("val/score"),)))
+    down = render_table(tidy(cells, higher={"val/score": False}), TableSpec((Column("val/score"),)))
+    assert r"\textbf{2.00" in up and r"\textbf{1.00" not in up
+    assert r"\textbf{1.00" in down and r"\textbf{2.00" not in down
+    # the same goes for a name that looks like a loss: the recorded direction decides
+    loss = {("a", "oag/action/loss"): (1.0, 0.1), ("b", "oag/action/loss"): (2.0, 0.1)}
+    assert r"\textbf{2.00" in render_table(tidy(loss, higher={"oag/action/loss": True}),
+                                           TableSpec((Column("oag/action/loss"),)))
+    with pytest.raises(DataError, match="no higher_is_better column"):
+        render_table(tidy(cells).drop(columns="higher_is_better"), TableSpec((Column("val/score"),)))
+
+
+def test_rows_default_to_the_label_column_sorted_by_label():
+    t = tidy({("g1", "m/top1"): (1.0, 0.1), ("g2", "m/top1"): (2.0, 0.1)}, labels={"g1": "zeta", "g2": "alpha"})
+    tex = render_table(t, TableSpec((Column("m/top1"),)))
+    assert tex.index("alpha &") < tex.index("zeta &") and "g1" not in tex
 
 
 def test_spec_from_yaml(tmp_path):
@@ -68,6 +99,17 @@ def test_spec_from_yaml(tmp_path):
     path.write_text("colums: []\n")
     with pytest.raises(ValueError, match="unknown keys"):
         load_spec(path)
+    path.write_text("precision: 1\n")
+    with pytest.raises(DataError, match="no columns"):
+        load_spec(path)
+    with pytest.raises(DataError, match="missing table spec"):
+        load_spec(tmp_path / "nope.yaml")
+    # without a YAML: the family's table, CLI values on top
+    base = TableSpec((Column("val/top1"),), precision=2, scale=100.0, caption="c")
+    assert load_spec(None, default=base, precision=1) == TableSpec((Column("val/top1"),), precision=1,
+                                                                   scale=100.0, caption="c")
+    with pytest.raises(DataError, match="no table spec"):
+        load_spec(None)
 
 
 def test_pdflatex_compiles(tmp_path):

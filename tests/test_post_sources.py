@@ -1,20 +1,26 @@
 """The three back ends give the same records and the same table: results store, offline W&B
-record logs (real offline runs written here, one of them requeued), W&B API (recorded objects)."""
+record logs (real offline runs written here by WandbMirror, one of them requeued), W&B API
+(recorded objects). Listing the store reads identity, status and summary only, never an artifact."""
 from __future__ import annotations
 
+import builtins
 import json
+import os
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from actlab.identity import RunIdentity
-from actlab.post.aggregate import aggregate
-from actlab.data.errors import DataError
-from actlab.post.latex import load_spec, render_table
+from actlab.families.continual.aggregate import aggregate, default_table
+from actlab.errors import DataError
+from actlab.post.latex import render_table
 from actlab.post.sources import load
-from actlab.post.synthetic import write_offline_mirror, write_run
+from actlab.post.store_source import load_store
 from actlab.post.wandb_api import load_api
 from actlab.post.wandb_offline import iter_record_bytes, read_offline_runs
+from actlab.results import layout
+from runs import continual_mirror, continual_run
 
 USERS = {"68": 0.1, "265": 0.2, "324": 0.35}
 
@@ -28,24 +34,29 @@ def summary(group_bonus: float, u: str) -> dict[str, float]:
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     results, wandb_dir = root / "results", root / "wandb"
-    for group, method, bonus in (("e-frozen", "frozen", 0.0), ("e-sgd", "finetune", 0.05 )):
+    for group, method, bonus, ref in (("e-frozen", "frozen", 0.0, ""), ("e-sgd", "finetune", 0.05, "e-frozen")):
         for u in USERS:
-            ident = RunIdentity("e", group, u, 0, "20260101T000000Z")
+            ident = RunIdentity("e", group, u, 0, "20260101T000000Z", overrides={"method": method},
+                                family="continual")
             s = summary(bonus, u)
-            write_run(results, ident, method, s, f"sha{u}")
+            clips = [{"index": i, "clip_uid": f"c{i}", "video_uid": "v", "action_idx": 0, "start_sec": 0.0,
+                      "end_sec": 2.0, "verb_label": 1, "noun_label": 2} for i in range(50)]
+            continual_run(results, ident, method, s, f"sha{u}", reference_group=ref, clips=clips)
             if group == "e-sgd" and u == "68":
                 # preempted first (requeue exit code), then resumed under the same id and finished
-                write_offline_mirror(wandb_dir, ident, method, {"online/action/balanced_top1": 0.99}, "sha68",
-                                     exit_code=124)
-            write_offline_mirror(wandb_dir, ident, method, s, f"sha{u}")
-    failed = RunIdentity("e", "e-sgd", "59", 0, "20260101T000000Z")
-    write_run(results, failed, "finetune", {}, "sha59", state="failed")
-    write_offline_mirror(wandb_dir, failed, "finetune", None, "sha59", exit_code=1)
+                continual_mirror(wandb_dir, ident, method, {"online/action/balanced_top1": 0.99}, "sha68",
+                                 reference_group=ref, exit_code=124)
+            continual_mirror(wandb_dir, ident, method, s, f"sha{u}", reference_group=ref)
+    failed = RunIdentity("e", "e-sgd", "59", 0, "20260101T000000Z", overrides={"method": "finetune"},
+                         family="continual")
+    continual_run(results, failed, "finetune", {}, "sha59", reference_group="e-frozen", state="failed")
+    continual_mirror(wandb_dir, failed, "finetune", None, "sha59", reference_group="e-frozen", exit_code=1)
     return results, wandb_dir
 
 
 def canonical(runs):
-    return sorted((r.run_id, r.group, r.user, r.method, r.stream_sha256,
+    return sorted((r.run_id, r.experiment, r.group, r.unit, r.seed, r.submitted, r.family,
+                   sorted(r.inputs.items()), sorted(r.labels.items()), sorted(r.overrides.items()),
                    sorted(r.summary.items()))
                   for r in runs.rows)
 
@@ -64,13 +75,35 @@ def test_store_and_offline_give_same_records_and_table(sweep):
     store = load("store", results=results)
     offline = load("wandb-offline", wandb_dir=wandb_dir, results=results)
     assert canonical(store) == canonical(offline)
-    assert [(r.group, r.user, r.state) for r in offline.incomplete] == [("e-sgd", "59", "failed")]
+    assert {r.labels["variant"] for r in store.rows} == {"frozen", "finetune"}
+    assert {r.inputs["stream"] for r in store.rows} == {f"sha{u}" for u in USERS}
+    assert [(r.group, r.unit, r.seed, r.state) for r in offline.incomplete] == [("e-sgd", "59", 0, "failed")]
+    assert [(r.group, r.unit, r.seed, r.state) for r in store.incomplete] == [("e-sgd", "59", 0, "failed")]
     assert all(r.folder is not None for r in offline.rows)
-    spec = load_spec(precision=3, scale=100.0)
+    spec = replace(default_table(), precision=3)
     a, b = aggregate(store), aggregate(offline)
     pd.testing.assert_frame_equal(a.tidy, b.tidy)
     assert render_table(a.tidy, spec) == render_table(b.tidy, spec)
     assert a.info("e-sgd").failed == ("59",)
+
+
+def test_listing_reads_no_artifact(sweep, monkeypatch):
+    """What aggregation lists comes from identity.json, status.json and summary.json alone."""
+    results, _ = sweep
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def spy(file, *args, **kwargs):
+        opened.append(os.fspath(file) if isinstance(file, (str, os.PathLike)) else str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    runs = load_store(results)
+    monkeypatch.undo()
+    assert len(runs.rows) == 6 and len(runs.incomplete) == 1
+    names = {os.path.basename(p) for p in opened}
+    assert names == {layout.IDENTITY, layout.STATUS, layout.SUMMARY}, names      # the spy saw the reads
+    assert not any(p.endswith("stream.json") for p in opened)
 
 
 def test_corrupt_log_is_an_error(sweep, tmp_path):

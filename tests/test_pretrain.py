@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
-from actlab.models.checkpoint import load_checkpoint
-from actlab.models.factory import x3d_small
-from actlab.train.pretrain import MemoryDataset, jitter, metrics_path, train_population, warmup_cosine
+from actlab.families.continual.models.weights import load_checkpoint
+from actlab.families.continual.models.factory import x3d_small
+from actlab.families.pretrain.job import MemoryDataset, jitter, metrics_path, train_population, warmup_cosine
 
 COLOURS = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]])
 MOVES = [(0, 1), (0, -1), (1, 0), (-1, 0)]  # (dy, dx) per frame
@@ -133,7 +133,7 @@ def test_memory_dataset_keeps_items():
 def test_pretrain_job_end_to_end(tmp_path, data_cfg, egotoy_splits):
     from conftest import compose
 
-    from actlab.train import pretrain
+    from actlab.families.pretrain import job as pretrain
 
     # max_clips truncates every stream: this checks the wiring (split -> decode -> train -> files),
     # not the accuracy, which the full job reports in its metrics.

@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of one.
+`read_json` is the one reader of the JSON files they write (and of any JSON input file).
 
 Every file the project writes for later reading (splits, manifests, results, checkpoints) goes
 through these helpers: write to a temporary file in the same directory, fsync, then rename.
@@ -10,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from actlab.errors import DataError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -46,3 +49,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """JSON with sorted keys and a trailing newline, so equal content gives equal bytes."""
     return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The parsed file; DataError naming the file when it is missing or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing file: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"malformed JSON in {path}: {e}") from e

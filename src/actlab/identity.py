@@ -43,16 +43,18 @@ def code_version(root: Path | None = None) -> str:
 class RunIdentity:
     experiment: str          # e.g. "egotoy_finetune"
     group: str               # grid-point id: f"{experiment}-{group_hash(overrides)}"
-    user: str                # fb_participant_id as a string
+    unit: str | None         # the replication unit (continual: the user id); None when the family has none
     seed: int
     submitted: str           # submit_timestamp() of the submission
     code: str = "unknown"    # code_version() at submit time
     overrides: dict[str, Any] = field(default_factory=dict)  # the grid point's own values
+    family: str = ""         # actlab.families name of the job
 
     @property
     def run_id(self) -> str:
         """The W&B run id, Slurm job-name suffix and folder name (W&B allows [A-Za-z0-9_-])."""
-        raw = f"{self.group}-u{self.user}-s{self.seed}-{self.submitted}"
+        unit = "" if self.unit is None else f"-u{self.unit}"
+        raw = f"{self.group}{unit}-s{self.seed}-{self.submitted}"
         return _SAFE.sub("_", raw).replace(".", "_")
 
     def folder(self, results_root: str | Path) -> Path:
@@ -64,17 +66,20 @@ class RunIdentity:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunIdentity":
-        keys = {"experiment", "group", "user", "seed", "submitted", "code", "overrides"}
-        unknown = set(d) - keys - {"run_id"}
+        """From `to_dict()`, or from identity.json (which adds the run's `inputs` and `labels`)."""
+        keys = {"experiment", "group", "unit", "seed", "submitted", "code", "overrides", "family"}
+        unknown = set(d) - keys - {"run_id", "inputs", "labels"}
         if unknown:
             raise ValueError(f"unknown identity keys: {sorted(unknown)}")
-        missing = {"experiment", "group", "user", "seed", "submitted"} - set(d)
+        missing = {"experiment", "group", "unit", "seed", "submitted"} - set(d)
         if missing:
             raise ValueError(f"identity is missing keys: {sorted(missing)}")
-        return cls(**{k: d[k] for k in keys if k in d} | {"user": str(d["user"]), "seed": int(d["seed"])})
+        unit = None if d["unit"] is None else str(d["unit"])
+        return cls(**{k: d[k] for k in keys if k in d} | {"unit": unit, "seed": int(d["seed"])})
 
     @classmethod
-    def for_point(cls, experiment: str, overrides: dict[str, Any], user: str, seed: int,
-                  submitted: str, code: str = "unknown") -> "RunIdentity":
-        return cls(experiment=experiment, group=f"{experiment}-{group_hash(overrides)}", user=str(user),
-                   seed=int(seed), submitted=submitted, code=code, overrides=dict(overrides))
+    def for_point(cls, experiment: str, overrides: dict[str, Any], unit: str | None, seed: int,
+                  submitted: str, code: str = "unknown", family: str = "") -> "RunIdentity":
+        return cls(experiment=experiment, group=f"{experiment}-{group_hash(overrides)}",
+                   unit=None if unit is None else str(unit), seed=int(seed), submitted=submitted,
+                   code=code, overrides=dict(overrides), family=family)

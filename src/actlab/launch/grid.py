@@ -1,4 +1,8 @@
-"""An experiment's grid x users x seeds -> GridPoints, each validated by composing its config.
+"""An experiment's grid x units x seeds -> GridPoints, each validated by composing its config.
+
+Units are the family's replication unit (continual: users from the split file; a family without
+one has seeds only); the reference group (`reference: {method: frozen}`) is added as a point
+when the grid lacks it. Identity keys (group, seed, submitted, the unit, ...) are never grid keys.
 
 A grid key that names a config group (`method: [frozen, replay]`) becomes a Hydra override
 `method=replay` (its value must be an option of the group); any other key (`method.lr`) is set
@@ -13,7 +17,6 @@ The same `compose_task` builds the config at validation time and inside the task
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,33 +26,36 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from actlab.identity import RunIdentity
+from actlab.family import Family
+from actlab.identity import RunIdentity, group_hash
+from actlab.job import NOT_A_POINT
 
 _OPTION = re.compile(r"^[A-Za-z0-9_./-]+$")
-REFERENCE_METHODS = {"frozen": "frozen"}   # `reference: frozen` -> the grid point {method: frozen}
 
 
 @dataclass(frozen=True)
 class GridPoint:
     overrides: dict[str, Any]     # the point's own values; they define the group hash
-    user: str
+    unit: str | None
     seed: int
 
     @property
     def label(self) -> str:
         vals = ",".join(f"{k}={v}" for k, v in self.overrides.items()) or "<defaults>"
-        return f"[{vals}] user={self.user} seed={self.seed}"
+        unit = "" if self.unit is None else f" unit={self.unit}"
+        return f"[{vals}]{unit} seed={self.seed}"
 
-    def identity(self, experiment: str, submitted: str, code: str) -> RunIdentity:
-        return RunIdentity.for_point(experiment, self.overrides, self.user, self.seed, submitted, code)
+    def identity(self, experiment: str, submitted: str, code: str, family: str) -> RunIdentity:
+        return RunIdentity.for_point(experiment, self.overrides, self.unit, self.seed, submitted, code, family)
 
 
 @dataclass
 class Grid:
     experiment: str
+    family: Family
     points: list[GridPoint]
-    transfer: str
-    cfg: DictConfig = field(repr=False)   # the experiment's composed stream config (no point applied)
+    reference_group: str | None           # group id of the reference point, when the experiment has one
+    cfg: DictConfig = field(repr=False)   # the experiment's composed task config (no point applied)
 
 
 def _escape(value: Any) -> Any:
@@ -83,11 +89,13 @@ def compose_task(config_dir: Path, config_name: str, experiment: str, overrides:
     for raw_key, value in overrides.items():
         add = raw_key.startswith("+")
         key = raw_key.lstrip("+")
-        if (config_dir / key.replace(".", "/")).is_dir():
+        # a group of the family's config root, or a shared one (paths/, cluster/, ...) one level up
+        group_dir = next((d / key for d in (config_dir, config_dir.parent) if (d / key).is_dir()), None)
+        if group_dir is not None:
             if not isinstance(value, str) or not _OPTION.match(value):
                 raise ValueError(f"config group `{key}`: option {value!r} is not a config name")
-            if not (config_dir / key / f"{value}.yaml").exists():
-                raise ValueError(f"config group `{key}`: no option {value!r} in {config_dir / key}")
+            if not (group_dir / f"{value}.yaml").exists():
+                raise ValueError(f"config group `{key}`: no option {value!r} in {group_dir}")
             hydra_overrides.append(f"{'+' if add else ''}{key}={value}")
         else:
             values[key] = (value, add)
@@ -147,57 +155,66 @@ def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def resolve_users(spec: Any, splits_dir: str | Path) -> list[str]:
-    """`train` / `test` (the user ids of that split file) or an explicit list of ids."""
-    if isinstance(spec, str):
-        path = Path(splits_dir) / f"{spec}.json"
-        if not path.exists():
-            raise ValueError(f"users: {spec!r} needs the split file {path} (run `make split` first)")
-        users = json.loads(path.read_text()).get("users")
-        if not isinstance(users, dict) or not users:
-            raise ValueError(f"{path}: no `users` in the split file")
-        return [str(u) for u in users]
-    if isinstance(spec, (list, tuple)) and spec:
-        return [str(u) for u in spec]
-    raise ValueError(f"users: expected train, test or a list of ids, got {spec!r}")
+def refuse_identity_keys(keys: list[str], family: Family, where: str) -> None:
+    """Identity keys say which run, not what it computes: a grid or task override must not set them."""
+    identity = set(NOT_A_POINT) | ({family.unit} if family.unit else set())
+    for raw in keys:
+        key = raw.lstrip("+")
+        if key in identity and not key.endswith("."):
+            raise ValueError(f"{where}: `{key}` is an identity key (set by the launcher), not a grid key"
+                             + (f"; list the units in the experiment's `{_units_key(family)}`" if key == family.unit else "")
+                             + ("; list seeds in `seeds:`" if key == "seed" else ""))
 
 
-def build_grid(config_dir: str | Path, experiment: str, config_name: str = "stream",
+def _units_key(family: Family) -> str:
+    return "users" if family.unit == "user" else f"{family.unit}s"
+
+
+def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Path,
                task_overrides: dict[str, Any] | None = None) -> Grid:
-    """All (grid point x user x seed) of an experiment, each one composed once to validate it.
+    """All (grid point x unit x seed) of an experiment, each one composed once to validate it.
 
-    The reference group (`reference: frozen`) is part of the grid, once, when the grid has no
-    point that is that reference already. `task_overrides` (see `parse_task_overrides`) apply to
-    every point, the reference included.
+    The reference group (`reference: {key: value}`) is part of the grid, once, when the grid has
+    no point that is that reference already. `task_overrides` (see `parse_task_overrides`) apply
+    to every point, the reference included.
     """
     config_dir = Path(config_dir).resolve()
     task_overrides = dict(task_overrides or {})
+    config_name = family.config_name
     if not (config_dir / "experiment" / f"{experiment}.yaml").exists():
         raise ValueError(f"experiment {experiment!r}: no {config_dir / 'experiment' / (experiment + '.yaml')}")
+    refuse_identity_keys(list(task_overrides), family, f"experiment {experiment}: task_overrides")
     try:
         base = compose_task(config_dir, config_name, experiment, task_overrides, {})
         OmegaConf.to_container(base.paths, resolve=True)
     except Exception as e:
         raise ValueError(f"experiment {experiment}: task_overrides {task_overrides} are invalid: {e}") from e
     grid_spec = OmegaConf.to_container(base.grid, resolve=True) if base.get("grid") else None
+    refuse_identity_keys(list(grid_spec or {}), family, f"experiment {experiment}: grid")
     clash = {k.lstrip("+") for k in task_overrides} & set(grid_spec or {})
     if clash:
         raise ValueError(f"experiment {experiment}: task_overrides set {sorted(clash)}, which the grid sweeps")
     overrides_list = expand_grid(grid_spec)
     reference = base.get("reference")
+    reference_group = None
     if reference:
-        if reference not in REFERENCE_METHODS:
-            raise ValueError(f"reference: {reference!r} is not one of {sorted(REFERENCE_METHODS)}")
-        ref_point = {"method": REFERENCE_METHODS[reference]}
+        if not isinstance(reference, DictConfig):
+            raise ValueError(f"experiment {experiment}: reference must be a mapping of overrides, "
+                             f"e.g. {{method: frozen}}, got {reference!r}")
+        ref_point = OmegaConf.to_container(reference, resolve=True)
+        refuse_identity_keys(list(ref_point), family, f"experiment {experiment}: reference")
         if ref_point not in overrides_list:
             overrides_list = [ref_point] + overrides_list
-    users = resolve_users(OmegaConf.to_container(base.users) if isinstance(base.users, DictConfig)
-                          or OmegaConf.is_list(base.users) else base.users,
-                          base.paths.splits)
+        reference_group = f"{experiment}-{group_hash(ref_point)}"
+    units: list[str | None] = [None]
+    if family.unit:
+        units = [str(u) for u in family.units(base, repo)]
+        if not units:
+            raise ValueError(f"experiment {experiment}: no {family.unit}s")
     seeds = [int(s) for s in (base.get("seeds") or [0])]
-    points = [GridPoint(o, u, s) for o in overrides_list for u in users for s in seeds]
+    points = [GridPoint(o, u, s) for o in overrides_list for u in units for s in seeds]
     # Compose once per set of grid overrides (a Hydra compose costs ~0.1 s) and check each
-    # user x seed by resolving a copy with its literal values: 2,000 tasks validate in seconds.
+    # unit x seed by resolving a copy with its literal values: 2,000 tasks validate in seconds.
     composed: dict[str, DictConfig] = {}
     for p in points:
         key = repr(sorted(p.overrides.items()))
@@ -206,9 +223,10 @@ def build_grid(config_dir: str | Path, experiment: str, config_name: str = "stre
                 composed[key] = compose_task(config_dir, config_name, experiment,
                                              task_overrides | p.overrides, {})
             cfg = composed[key].copy()
-            OmegaConf.update(cfg, "user", _escape(p.user), merge=False)
+            if family.unit:
+                OmegaConf.update(cfg, family.unit, _escape(p.unit), merge=False)
             OmegaConf.update(cfg, "seed", p.seed, merge=False)
             OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:
             raise ValueError(f"experiment {experiment}: grid point {p.label} is invalid: {e}") from e
-    return Grid(experiment=experiment, points=points, transfer=str(base.get("transfer") or "none"), cfg=base)
+    return Grid(experiment=experiment, family=family, points=points, reference_group=reference_group, cfg=base)

@@ -11,13 +11,15 @@ import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from actlab.identity import submit_timestamp
 from actlab.launch import manifest as mf
 
-REQUEUE_EXIT_CODE = 3   # actlab.engine.preemption.REQUEUE_EXIT_CODE, without importing torch here
+from actlab.preemption import REQUEUE_EXIT_CODE
 
 
 def visible_gpus() -> list[str]:
@@ -45,8 +47,17 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
     python = manifest.cluster.get("python") or sys.executable
     max_restarts = int(resources.get("max_requeues", 3))
 
+    started, finished, lock = time.monotonic(), [0], threading.Lock()
+
+    def progress(row: int, what: str) -> None:
+        with lock:   # one line per event, so `make run` is never silent for minutes
+            print(f"[{finished[0]}/{len(rows)} done, {time.monotonic() - started:5.0f} s] row {row} "
+                  f"{manifest.rows[row].identity['run_id']}: {what}", flush=True)
+
     def one(row: int) -> int:
         gpu = slots.get()
+        t0 = time.monotonic()
+        progress(row, "started")
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_JOB")}
             env |= {"SLURM_ARRAY_JOB_ID": job_id, "SLURM_ARRAY_TASK_ID": str(row),
@@ -64,7 +75,11 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
                                          "--row", str(row)], env=env, stdout=log, stderr=subprocess.STDOUT,
                                         cwd=sweep).returncode
                 if rc != REQUEUE_EXIT_CODE:
-                    return rc
+                    break
+            with lock:
+                finished[0] += 1
+            progress(row, f"{'completed' if rc == 0 else f'FAILED (exit {rc}), log {logs}/{job_id}_{row}.out'}"
+                          f" in {time.monotonic() - t0:.0f} s")
             return rc
         finally:
             slots.put(gpu)

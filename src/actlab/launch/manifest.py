@@ -1,10 +1,11 @@
-"""A sweep folder: manifest (array row -> grid point, user, identity, run folder), code snapshot, jobs.
+"""A sweep folder: manifest (array row -> grid point, unit, identity, run folder), code snapshot, jobs.
 
 sweeps/<experiment>/<submitted>-<random>/
   manifest.json   fixed at submit time: rows, identities, the literal values every task gets
   code/src, code/configs   the code the tasks import (PYTHONPATH), copied at submit time
   code/jobs, code/postprocess   the scripts the pipeline's transfer / aggregation jobs run
-  sweep.json      experiment, results root, users: what postprocess/to_latex.py --sweep reads
+  sweep.json      experiment, family, results root, units, reference group: what
+                  postprocess/to_latex.py --sweep reads
   git.json, git.diff       commit and uncommitted changes of the submitting tree
   jobs.json       each submission of rows (Slurm array id or local run) -> the rows it runs
   logs/           per-task logs, %A_%a
@@ -22,8 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actlab.atomic import atomic_write_json, atomic_write_text
-from actlab.identity import RunIdentity
+from actlab.atomic import atomic_write_json, atomic_write_text, read_json
 
 MANIFEST = "manifest.json"
 JOBS = "jobs.json"
@@ -45,23 +45,22 @@ def scrub(text: str) -> str:
 class Row:
     index: int
     overrides: dict[str, Any]
-    user: str
+    unit: str | None
     seed: int
     identity: dict[str, Any]      # RunIdentity.to_dict()
     run_folder: str
-
-    @property
-    def run_identity(self) -> RunIdentity:
-        return RunIdentity.from_dict(self.identity)
 
 
 @dataclass
 class Manifest:
     experiment: str
+    family: str                   # actlab.families name: its job, config root and primary config
     submitted: str
     code: str
     job: str                      # "module:function" called with the composed config
+    config_dir: str               # configs/<config_dir>/ of the code snapshot
     config_name: str
+    reference_group: str | None
     literals: dict[str, Any]      # values set on every task's config (paths.root, ...)
     rows: list[Row]
     cluster: dict[str, Any] = field(default_factory=dict)
@@ -111,9 +110,12 @@ def new_sweep(sweeps_root: str | Path, experiment: str, submitted: str) -> Path:
 
 
 def latest_sweep(sweeps_root: str | Path) -> Path:
+    """The sweep submitted last (folder names start with the submit timestamp), over all experiments:
+    what `make status`, `make resubmit` and `make tables` act on without SWEEP=."""
     found = sorted(Path(sweeps_root).glob(f"*/*/{MANIFEST}"), key=lambda p: p.parent.name)
     if not found:
-        raise ValueError(f"no sweep with a {MANIFEST} under {sweeps_root}")
+        raise ValueError(f"no sweep with a {MANIFEST} under {sweeps_root}: run `make run` or `make grid` first, "
+                         f"or give SWEEP=<sweep folder>")
     return found[-1].parent
 
 
@@ -148,22 +150,23 @@ def write_manifest(sweep: Path, manifest: Manifest) -> Path:
 
 def write_sweep_info(sweep: Path, manifest: Manifest, results_root: str | Path) -> Path:
     """sweep.json: what the post-processing (`to_latex.py --sweep`) needs to find the runs."""
-    users = list(dict.fromkeys(r.user for r in manifest.rows))
-    return atomic_write_json(sweep / "sweep.json", {"experiment": manifest.experiment,
-                                                    "results": str(results_root), "users": users})
+    units = [u for u in dict.fromkeys(r.unit for r in manifest.rows) if u is not None]
+    return atomic_write_json(sweep / "sweep.json", {
+        "experiment": manifest.experiment, "family": manifest.family, "results": str(results_root),
+        "units": units, "reference_group": manifest.reference_group})
 
 
 def load_manifest(path: str | Path) -> Manifest:
     path = sweep_dir(path) / MANIFEST
     try:
-        return Manifest.from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as e:
+        return Manifest.from_dict(read_json(path))
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: not a readable manifest ({e})") from e
 
 
 def load_jobs(sweep: Path) -> list[dict[str, Any]]:
     path = sweep / JOBS
-    return json.loads(path.read_text()) if path.exists() else []
+    return read_json(path) if path.exists() else []
 
 
 def append_jobs(sweep: Path, entries: list[dict[str, Any]]) -> None:

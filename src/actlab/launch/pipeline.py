@@ -1,24 +1,27 @@
-"""A whole experiment: [pretraining] -> stream arrays -> transfer evaluation -> aggregation.
+"""A whole experiment: [the family's preparation steps] -> arrays -> [the family's dependent steps]
+-> aggregation. `make grid` and `make run` both come here.
 
 Slurm (`cluster.executor: slurm`): every step is a job, submitted at once with dependencies, and
 nothing waits on the login node:
-  pretrain     `jobs/pretrain.py`, when the experiment says `pretrain: true`
-  streams      the grid's arrays (the frozen reference included when the grid has none),
-               `afterok:<pretrain>`
-  transfer     `jobs/transfer.py experiment=<exp>`, `afterok` on every stream array (skipped when
-               the experiment's `transfer` is none)
+  before       the family's preparation steps (continual: `jobs/pretrain.py` when the experiment
+               says `pretrain: true`); the arrays wait for them (`afterok`)
+  arrays       the grid's tasks (the reference group included when the grid has none)
+  after        the family's dependent steps (continual: `jobs/transfer.py experiment=<exp>` unless
+               `transfer: none`), `afterok` on every array
   aggregate    `postprocess/to_latex.py --sweep <sweep> --out <sweep>/report`, `afterany` on
-               everything before it, so a report is written even when some streams failed
+               everything before it, so a report is written even when some tasks failed
 Every job runs the scripts of the sweep's code snapshot (code/jobs, code/postprocess, code/src),
 with the sweep's `paths.*` task overrides and its paths.root, and asks `--kill-on-invalid-dep=yes`
 (a job whose `afterok` can no longer be met is cancelled instead of pending forever, which lets
-the `afterany` aggregation run). Logs: <sweep>/logs/.
+the `afterany` aggregation run). Logs: <sweep>/logs/. `dry=1` prints the arrays' sbatch scripts
+and the steps, and submits nothing.
 `local`: the same steps as processes, in order, blocking.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -27,6 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from actlab import families
 from actlab.launch import manifest as mf
 from actlab.launch.grid import compose_task
 from actlab.launch.submit import (REPO, _executor, _plain, _plain_list, cluster_env, prepare,
@@ -38,8 +42,10 @@ REPORT = "report"
 
 @dataclass
 class Step:
-    name: str               # pretrain | transfer | aggregate
+    name: str               # the family's step name, or "aggregate"
     argv: list[str]         # run from the sweep folder, PYTHONPATH = the snapshot's src
+    before: bool = False    # the arrays wait for it
+    gpus: bool = True       # asks resources.gpus like the arrays; False = one CPU
     job_id: str | None = None
     log: str | None = None
 
@@ -47,14 +53,20 @@ class Step:
 @dataclass
 class Pipeline:
     sweep: str
-    pretrain: Step | None
+    family: str
+    steps: list[Step]                       # the family's steps, before and after the arrays
+    aggregate: Step
     arrays: list[str] = field(default_factory=list)
-    transfer: Step | None = None
-    aggregate: Step | None = None
 
     @property
     def report_dir(self) -> Path:
         return Path(self.sweep) / REPORT
+
+    def before(self) -> list[Step]:
+        return [s for s in self.steps if s.before]
+
+    def after(self) -> list[Step]:
+        return [s for s in self.steps if not s.before]
 
 
 def hydra_value(value: str) -> str:
@@ -63,46 +75,37 @@ def hydra_value(value: str) -> str:
 
 
 def run_command(argv: list[str], cwd: str) -> str:
-    """What the transfer / aggregation / pretraining jobs run (submitit pickles it): one script."""
+    """What a step's Slurm job runs (submitit pickles it): one script."""
     print(f"actlab pipeline: {argv}", flush=True)
     rc = subprocess.run(argv, cwd=cwd).returncode
     if rc != 0:
-        raise RuntimeError(f"{Path(argv[1]).name} exited with {rc}")
+        raise RuntimeError(f"{Path(argv[2]).name} exited with {rc}")
     return "ok"
 
 
 def plan(sweep: Path, manifest: mf.Manifest, python: str, task_overrides: list[str]) -> Pipeline:
-    """The commands of the non-array steps, from the experiment's composed config."""
+    """The commands of the non-array steps, from the family and the experiment's composed config."""
+    family = families.get(manifest.family)
     code = mf.code_dir(sweep)
-    base = compose_task(code / "configs", manifest.config_name, manifest.experiment,
+    base = compose_task(code / "configs" / manifest.config_dir, manifest.config_name, manifest.experiment,
                         manifest.task_overrides, manifest.literals)
-    # only `paths.*` concern every job; data/method overrides belong to the stream tasks
+    # only `paths.*` concern every job; data/method overrides belong to the array tasks
     paths_args = [o for o in task_overrides if o.lstrip("+").startswith("paths.")]
     paths_args.append(f"paths.root={hydra_value(manifest.literals['paths.root'])}")
-    pretrain = None
-    if base.get("pretrain"):
-        pretrain = Step("pretrain", [python, "-u", str(code / "jobs" / "pretrain.py"), *paths_args])
-    transfer = None
-    if str(base.get("transfer") or "none") != "none":
-        transfer = Step("transfer", [python, "-u", str(code / "jobs" / "transfer.py"),
-                                     f"experiment={manifest.experiment}", *paths_args])
+    steps = [Step(s.name, [python, "-u", str(code / s.script), *s.args(manifest.experiment, base), *paths_args],
+                  before=s.before, gpus=s.gpus)
+             for s in family.steps if s.enabled(base)]
     aggregate = Step("aggregate", [python, "-u", str(code / "postprocess" / "to_latex.py"),
-                                   "--sweep", str(sweep), "--out", str(sweep / REPORT)])
-    return Pipeline(str(sweep), pretrain, [], transfer, aggregate)
+                                   "--sweep", str(sweep), "--out", str(sweep / REPORT)], gpus=False)
+    return Pipeline(str(sweep), family.name, steps, aggregate)
 
 
 def _write(pipe: Pipeline) -> None:
     mf.atomic_write_json(Path(pipe.sweep) / PIPELINE, asdict(pipe))
 
 
-def load_pipeline(sweep: str | Path) -> Pipeline:
-    d = json.loads((mf.sweep_dir(Path(sweep)) / PIPELINE).read_text())
-    step = lambda s: Step(**s) if s else None  # noqa: E731 - tiny local adapter
-    return Pipeline(d["sweep"], step(d["pretrain"]), d["arrays"], step(d["transfer"]), step(d["aggregate"]))
-
-
-def _submit_step(sweep: Path, manifest: mf.Manifest, step: Step, dependency: str | None,
-                 resources: dict[str, Any]) -> Step:
+def _submit_step(sweep: Path, manifest: mf.Manifest, step: Step, dependency: str | None) -> Step:
+    resources = manifest.resources if step.gpus else manifest.resources | {"gpus": 0, "cpus": 1}
     params = slurm_parameters(manifest.cluster, resources, sweep, f"actlab-{manifest.experiment}-{step.name}")
     extra = dict(params["additional_parameters"])
     extra["kill-on-invalid-dep"] = "yes"
@@ -138,43 +141,65 @@ def _local_env(sweep: Path) -> dict[str, str]:
 def run_pipeline(launch_cfg: DictConfig, repo: Path = REPO) -> Pipeline:
     """Submit (Slurm) or run (local) the experiment's steps; pipeline.json in the sweep records them."""
     cluster, resources = _plain(launch_cfg.cluster), _plain(launch_cfg.resources)
-    if bool(launch_cfg.dry):
-        raise ValueError("pipeline: dry runs are `jobs/grid.py ... dry=1` (the arrays are the only sbatch scripts)")
+    dry = bool(launch_cfg.dry)
     task_overrides = [str(o) for o in _plain_list(launch_cfg.get("task_overrides"))]
-    sweep, manifest = prepare(str(launch_cfg.experiment), cluster, resources, job=str(launch_cfg.job),
-                              config_name=str(launch_cfg.config_name), config_dir=launch_cfg.config_dir,
-                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, task_overrides=task_overrides,
-                              pythonpath=_plain_list(launch_cfg.get("pythonpath")))
+    sweep, manifest = prepare(str(launch_cfg.experiment), cluster, resources, configs=launch_cfg.configs,
+                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, dry=dry,
+                              task_overrides=task_overrides, pythonpath=_plain_list(launch_cfg.get("pythonpath")))
     python = cluster.get("python") or sys.executable
-    pipe = plan(sweep, manifest, python, task_overrides)
-    rows = list(range(len(manifest.rows)))
-    if cluster["executor"] == "local":
-        from actlab.launch.local import run_local
+    try:
+        pipe = plan(sweep, manifest, python, task_overrides)
+        rows = list(range(len(manifest.rows)))
+        if dry:
+            _print_dry(sweep, manifest, pipe, rows)
+        elif cluster["executor"] == "local":
+            _run_locally(sweep, manifest, pipe, rows)
+        elif cluster["executor"] == "slurm":
+            _submit(sweep, manifest, pipe, rows)
+        else:
+            raise ValueError(f"cluster.executor: {cluster['executor']!r} is not slurm or local")
+    finally:
+        if dry:
+            shutil.rmtree(sweep, ignore_errors=True)
+    return pipe
 
-        if pipe.pretrain:
-            _run_step(sweep, pipe.pretrain)
-        codes = run_local(sweep, manifest, rows)
-        if pipe.transfer and all(c == 0 for c in codes.values()):
-            _run_step(sweep, pipe.transfer)
-        _run_step(sweep, pipe.aggregate)
-        _write(pipe)
-        return pipe
-    if cluster["executor"] != "slurm":
-        raise ValueError(f"cluster.executor: {cluster['executor']!r} is not slurm or local")
-    os.environ.update(cluster_env(cluster))
-    light = resources | {"gpus": 0, "cpus": 1}
-    after: list[str] = []
-    if pipe.pretrain:
-        _submit_step(sweep, manifest, pipe.pretrain, None, resources)
-        after.append(pipe.pretrain.job_id)
-    chunks = submit_rows(sweep, manifest, rows, dependency=f"afterok:{after[0]}" if after else None)
+
+def _print_dry(sweep: Path, manifest: mf.Manifest, pipe: Pipeline, rows: list[int]) -> None:
+    for step in pipe.before():
+        print(f"dry run: step {step.name} (the arrays wait for it): {' '.join(step.argv[2:])}")
+    if manifest.cluster["executor"] == "slurm":
+        submit_rows(sweep, manifest, rows, dry=True)
+    else:
+        print(f"dry run: {len(rows)} tasks would run in a local pool of "
+              f"{manifest.resources['array_parallelism']}; nothing run")
+    for step in [*pipe.after(), pipe.aggregate]:
+        print(f"dry run: step {step.name} (after the arrays): {' '.join(step.argv[2:])}")
+
+
+def _run_locally(sweep: Path, manifest: mf.Manifest, pipe: Pipeline, rows: list[int]) -> None:
+    from actlab.launch.local import run_local
+
+    for step in pipe.before():
+        _run_step(sweep, step)
+    codes = run_local(sweep, manifest, rows)
+    if all(c == 0 for c in codes.values()):
+        for step in pipe.after():
+            _run_step(sweep, step)
+    else:
+        print(f"actlab pipeline: skipping {[s.name for s in pipe.after()]}: some tasks failed", flush=True)
+    _run_step(sweep, pipe.aggregate)
+    _write(pipe)
+
+
+def _submit(sweep: Path, manifest: mf.Manifest, pipe: Pipeline, rows: list[int]) -> None:
+    os.environ.update(cluster_env(manifest.cluster))
+    before = [_submit_step(sweep, manifest, s, None).job_id for s in pipe.before()]
+    chunks = submit_rows(sweep, manifest, rows, dependency="afterok:" + ":".join(before) if before else None)
     pipe.arrays = [c.job_id for c in chunks]
-    before = [*after, *pipe.arrays]
-    if pipe.transfer:
-        _submit_step(sweep, manifest, pipe.transfer, "afterok:" + ":".join(pipe.arrays), resources)
-        before.append(pipe.transfer.job_id)
-    _submit_step(sweep, manifest, pipe.aggregate, "afterany:" + ":".join(before), light)
+    waits = [*before, *pipe.arrays]
+    for step in pipe.after():
+        waits.append(_submit_step(sweep, manifest, step, "afterok:" + ":".join(pipe.arrays)).job_id)
+    _submit_step(sweep, manifest, pipe.aggregate, "afterany:" + ":".join(waits))
     _write(pipe)
     print(f"pipeline of {manifest.experiment}: aggregation job {pipe.aggregate.job_id}; "
           f"report: {pipe.report_dir}; sweep: {sweep}")
-    return pipe

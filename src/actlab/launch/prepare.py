@@ -15,8 +15,8 @@ if __name__ == "__main__":
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="launch", overrides=sys.argv[2:])
     cfg.experiment = sys.argv[1]   # also a config group name in configs/: not a Hydra override
-    sweep, _ = prepare(cfg.experiment, _plain(cfg.cluster), _plain(cfg.resources), job=cfg.job,
-                       config_name=cfg.config_name, config_dir=cfg.config_dir, sweeps_root=cfg.get("sweeps"),
+    sweep, _ = prepare(cfg.experiment, _plain(cfg.cluster), _plain(cfg.resources),
+                       configs=cfg.configs, sweeps_root=cfg.get("sweeps"),
                        submitted=os.environ.get("ACTLAB_SUBMITTED"),
                        task_overrides=[str(o) for o in _plain_list(cfg.task_overrides)],
                        pythonpath=_plain_list(cfg.pythonpath))

@@ -6,14 +6,12 @@ node_fail, out_of_memory; `missing` = never submitted, or Slurm forgot it withou
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from actlab.atomic import read_json
 from actlab.launch import manifest as mf
+from actlab.slurm import job_states
 
 FAILED_STATES = {"failed", "timeout", "cancelled", "node_fail", "out_of_memory", "boot_fail",
                  "deadline", "preempted", "missing"}
@@ -23,43 +21,16 @@ FAILED_STATES = {"failed", "timeout", "cancelled", "node_fail", "out_of_memory",
 class TaskStatus:
     row: int
     point: str
-    user: str
+    unit: str | None
     seed: int
     state: str
     job: str | None      # "<array>_<index>" of the latest submission
     log: str | None      # its log file, for failures
 
 
-def _slurm_states(job_ids: list[str], env: dict[str, str]) -> dict[str, str]:
-    """"<array>_<index>" -> lower-case state, from squeue (live) over sacct (finished)."""
-    states: dict[str, str] = {}
-    if not job_ids:
-        return states
-    run_env = os.environ | env
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(job_ids), "-o", "JobID,State"],
-                         capture_output=True, text=True, timeout=60, env=run_env)
-    for line in out.stdout.splitlines():
-        jid, _, state = line.partition("|")
-        state = state.split()[0].lower() if state.strip() else "unknown"
-        m = re.fullmatch(r"(\d+)_\[(.+?)(%\d+)?\]", jid)
-        if m:   # a pending range of an array: 12_[3-9%2]
-            for part in m.group(2).split(","):
-                lo, _, hi = part.partition("-")
-                for i in range(int(lo), int(hi or lo) + 1):
-                    states[f"{m.group(1)}_{i}"] = state
-        else:
-            states[jid] = state     # the last (latest restart) record wins
-    out = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T"],
-                         capture_output=True, text=True, timeout=60, env=run_env)
-    for line in out.stdout.splitlines():
-        jid, _, state = line.partition("|")
-        states[jid.strip()] = state.strip().lower()
-    return states
-
-
 def _local_codes(sweep: Path, job_id: str) -> dict[str, int]:
     path = sweep / f"{job_id}.exit_codes.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(path) if path.exists() else {}
 
 
 def sweep_status(sweep: str | Path) -> list[TaskStatus]:
@@ -70,12 +41,12 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
         for i, row in enumerate(sub["rows"]):
             latest[row] = (sub, i if sub["kind"] == "slurm" else row)
     slurm_ids = sorted({s["job_id"] for s, _ in latest.values() if s["kind"] == "slurm"})
-    states = _slurm_states(slurm_ids, {str(k): str(v) for k, v in (manifest.cluster.get("env") or {}).items()})
+    states = job_states(slurm_ids, {str(k): str(v) for k, v in (manifest.cluster.get("env") or {}).items()})
     logs = mf.logs_dir(sweep)
     table = []
     for row in manifest.rows:
         status_file = Path(row.run_folder) / "status.json"
-        done = status_file.exists() and json.loads(status_file.read_text()).get("state") == "completed"
+        done = status_file.exists() and read_json(status_file).get("state") == "completed"
         sub, idx = latest.get(row.index, (None, None))
         job = None
         if sub:   # a one-task Slurm submission is a plain job, not an array element
@@ -97,13 +68,13 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
                      + sorted(logs.glob(f"{job}.out")))
             log = str(cands[0]) if cands else None
         point = ",".join(f"{k}={v}" for k, v in row.overrides.items()) or "<defaults>"
-        table.append(TaskStatus(row.index, point, row.user, row.seed, state, job, log))
+        table.append(TaskStatus(row.index, point, row.unit, row.seed, state, job, log))
     return table
 
 
 def format_table(table: list[TaskStatus]) -> str:
-    head = ("row", "grid point", "user", "seed", "state", "job", "log")
-    lines = [head] + [(str(t.row), t.point, t.user, str(t.seed), t.state, t.job or "-", t.log or "")
+    head = ("row", "grid point", "unit", "seed", "state", "job", "log")
+    lines = [head] + [(str(t.row), t.point, t.unit or "-", str(t.seed), t.state, t.job or "-", t.log or "")
                       for t in table]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
     out = ["  ".join(c.ljust(w) for c, w in zip(line[:-1], widths)) + "  " + line[-1] for line in lines]

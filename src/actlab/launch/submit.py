@@ -7,7 +7,8 @@ The tasks import the sweep's code snapshot (PYTHONPATH), not the working tree.
 `task_overrides` (launch.yaml) are validated with every grid point and recorded in the manifest;
 `pythonpath` adds folders to the tasks' sys.path (e.g. a custom method class).
 A chunk of one task is a plain job (submitit makes no array of one), recorded as `array: false`.
-The whole experiment (pretraining, transfer, aggregation as dependent jobs): actlab.launch.pipeline.
+`make grid` and `make run` go through actlab.launch.pipeline, which adds the family's steps and the
+aggregation as dependent jobs.
 The pre-timeout signal: submitit runs the task under `srun`, and Slurm delivers a plain
 `--signal=USR2@grace` to srun steps (`B:` would signal only the batch shell, which would die of it).
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from actlab import families
 from actlab.identity import code_version, submit_timestamp
 from actlab.launch import manifest as mf
 from actlab.launch.grid import build_grid, parse_task_overrides
@@ -41,32 +42,36 @@ class Chunk:
 
 
 def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any], *,
-            job: str = "actlab.engine.stream_job:run", config_name: str = "stream",
-            config_dir: str | Path | None = None, sweeps_root: str | Path | None = None,
+            configs: str | Path | None = None, sweeps_root: str | Path | None = None,
             repo: Path = REPO, dry: bool = False, submitted: str | None = None,
             task_overrides: list[str] | None = None,
             pythonpath: list[str] | None = None) -> tuple[Path, mf.Manifest]:
-    """Validate every grid point, then write the sweep folder (a temporary one when dry)."""
-    config_dir = Path(config_dir or repo / "configs").resolve()
+    """Find the experiment's family, validate every grid point, then write the sweep folder
+    (a temporary one when dry)."""
+    configs = Path(configs or repo / "configs").resolve()
+    family = families.for_experiment(experiment, configs)
     parsed = parse_task_overrides(task_overrides)
-    grid = build_grid(config_dir, experiment, config_name, parsed)
+    if cluster.get("paths") and not {"paths", "+paths"} & set(parsed):   # the cluster's paths profile
+        parsed = {"paths": str(cluster["paths"])} | parsed
+    grid = build_grid(configs / family.config_dir, experiment, family, repo, parsed)
     submitted, code = submitted or submit_timestamp(), code_version(repo)
     paths = grid.cfg.paths
     literals = {"paths.root": str(Path(paths.root).resolve())}
     results_root = Path(paths.results).resolve()
     rows = []
     for i, p in enumerate(grid.points):
-        ident = p.identity(experiment, submitted, code)
-        rows.append(mf.Row(index=i, overrides=p.overrides, user=p.user, seed=p.seed,
+        ident = p.identity(experiment, submitted, code, family.name)
+        rows.append(mf.Row(index=i, overrides=p.overrides, unit=p.unit, seed=p.seed,
                            identity=ident.to_dict(), run_folder=str(ident.folder(results_root))))
     ids = [r.identity["run_id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise ValueError(f"experiment {experiment}: two grid points give the same run id (duplicate grid values?)")
     sweep = (Path(tempfile.mkdtemp(prefix="actlab-dry-")) if dry
              else mf.new_sweep(Path(sweeps_root or paths.sweeps).resolve(), experiment, submitted))
-    git = mf.snapshot_code(repo, config_dir, sweep)
-    manifest = mf.Manifest(experiment=experiment, submitted=submitted, code=code, job=job,
-                           config_name=config_name, literals=literals, rows=rows,
+    git = mf.snapshot_code(repo, configs, sweep)
+    manifest = mf.Manifest(experiment=experiment, family=family.name, submitted=submitted, code=code,
+                           job=family.job, config_dir=family.config_dir, config_name=family.config_name,
+                           reference_group=grid.reference_group, literals=literals, rows=rows,
                            cluster=_plain(cluster), resources=_plain(resources), git=git,
                            task_overrides=parsed, pythonpath=[str(Path(p).resolve()) for p in pythonpath or []])
     mf.write_manifest(sweep, manifest)
@@ -201,31 +206,3 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
     print(f"{'dry run, nothing submitted: ' if dry else ''}{len(rows)} tasks in {len(parts)} "
           f"array(s) of <= {limit} (MaxArraySize); sweep: {sweep}")
     return out
-
-
-def launch(launch_cfg: DictConfig, repo: Path = REPO) -> tuple[Path, list[Chunk]]:
-    """jobs/grid.py: the whole submission from the composed configs/launch.yaml."""
-    cluster, resources = _plain(launch_cfg.cluster), _plain(launch_cfg.resources)
-    dry = bool(launch_cfg.dry)
-    sweep, manifest = prepare(str(launch_cfg.experiment), cluster, resources, job=str(launch_cfg.job),
-                              config_name=str(launch_cfg.config_name), config_dir=launch_cfg.config_dir,
-                              sweeps_root=launch_cfg.get("sweeps"), repo=repo, dry=dry,
-                              task_overrides=_plain_list(launch_cfg.get("task_overrides")),
-                              pythonpath=_plain_list(launch_cfg.get("pythonpath")))
-    rows = list(range(len(manifest.rows)))
-    try:
-        if cluster["executor"] == "local":
-            from actlab.launch.local import run_local
-
-            if dry:
-                print(f"dry run: {len(rows)} tasks would run in a local pool of "
-                      f"{resources['array_parallelism']}; nothing run")
-                return sweep, []
-            run_local(sweep, manifest, rows)
-            return sweep, []
-        if cluster["executor"] != "slurm":
-            raise ValueError(f"cluster.executor: {cluster['executor']!r} is not slurm or local")
-        return sweep, submit_rows(sweep, manifest, rows, dry=dry)
-    finally:
-        if dry:
-            shutil.rmtree(sweep, ignore_errors=True)

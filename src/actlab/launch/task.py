@@ -1,10 +1,11 @@
 """One array task: its manifest row -> the composed config -> the job, in this process.
 
 Row = explicit `--row`, else SLURM_ARRAY_TASK_ID + `--offset` (chunks of a big array are indexed
-0..k, MaxArraySize caps the index). The config is configs/<config_name>.yaml of the sweep's code
+0..k, MaxArraySize caps the index). The config is the family's primary config in the sweep's code
 snapshot + experiment + the row's overrides + the literal identity values fixed at submit time
-(user, seed, submitted, group, code, overrides) and the sweep's task overrides, so a requeued task
-is the same run (same folder, same W&B id) and resumes from `<run folder>/checkpoint`.
+(the unit, seed, submitted, group, code, overrides, reference group) and the sweep's task
+overrides, so a requeued task is the same run (same folder, same W&B id) and resumes from
+`<run folder>/checkpoint`.
 
 Signals: the preemption handlers (SIGUSR2, SIGTERM -> checkpoint at the next batch boundary) are
 installed before anything else, so a signal that comes while the task is still importing or
@@ -19,14 +20,15 @@ the job and decides what comes next: requeuing it again would resurrect a cancel
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 from omegaconf import DictConfig
+
+from actlab import families
+from actlab.slurm import job_states
 
 from actlab.launch.grid import compose_task
 from actlab.launch.manifest import Manifest, code_dir, load_manifest, sweep_dir
@@ -43,17 +45,12 @@ def task_config(manifest: Manifest, sweep: Path, index: int) -> DictConfig:
     row = manifest.row(index)
     ident = row.identity
     literals = dict(manifest.literals) | {
-        "user": row.user, "seed": row.seed, "submitted": ident["submitted"], "group": ident["group"],
-        "code": ident["code"], "overrides": row.overrides}
-    return compose_task(code_dir(sweep) / "configs", manifest.config_name, manifest.experiment,
-                        manifest.task_overrides | row.overrides, literals)
-
-
-def load_job(spec: str) -> Callable[[DictConfig], Any]:
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"job {spec!r}: expected 'package.module:function'")
-    return getattr(importlib.import_module(module), name)
+        "seed": row.seed, "submitted": ident["submitted"], "group": ident["group"], "code": ident["code"],
+        "overrides": row.overrides, "reference_group": manifest.reference_group}
+    if row.unit is not None:
+        literals[families.get(manifest.family).unit] = row.unit
+    return compose_task(code_dir(sweep) / "configs" / manifest.config_dir, manifest.config_name,
+                        manifest.experiment, manifest.task_overrides | row.overrides, literals)
 
 
 def requeue_self() -> bool:
@@ -70,8 +67,7 @@ def own_slurm_state() -> str | None:
     target = _own_job()
     if target is None:
         return None
-    out = subprocess.run(["squeue", "-h", "-j", target, "-o", "%T"], capture_output=True, text=True, timeout=60)
-    return out.stdout.strip().splitlines()[0].upper() if out.stdout.strip() else "GONE"
+    return job_states([target]).get(target, "gone").upper()
 
 
 def _own_job() -> str | None:
@@ -84,7 +80,7 @@ def _own_job() -> str | None:
 
 def run_row(manifest_path: str | Path, index: int) -> str:
     """Run one row; what submitit pickles (through `run_slurm_task`) and the local pool calls."""
-    from actlab.engine import preemption
+    from actlab import preemption
 
     preemption.install_handlers()
     sweep = sweep_dir(manifest_path)
@@ -99,7 +95,7 @@ def run_row(manifest_path: str | Path, index: int) -> str:
     print(f"actlab task: row {index} {row.identity['run_id']} -> {row.run_folder} "
           f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')}, code {Path(actlab.__file__).parent})", flush=True)
     try:
-        return str(load_job(manifest.job)(cfg))
+        return str(families.get(manifest.family).job_function()(cfg))
     except preemption.Preempted as stop:
         max_requeues = int(manifest.resources.get("max_requeues", 3))
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
@@ -121,7 +117,7 @@ def run_slurm_task(manifest_path: str, offset: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from actlab.engine.preemption import REQUEUE_EXIT_CODE, Preempted
+    from actlab.preemption import REQUEUE_EXIT_CODE, Preempted
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("manifest")

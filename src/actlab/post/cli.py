@@ -1,53 +1,97 @@
-"""Shared command line of postprocess/{to_latex,aggregate,plots}.py."""
+"""Shared command line of postprocess/{to_latex,aggregate,plots}.py.
+
+`--sweep S` reads `S/sweep.json` (experiment, family, results, units, reference_group: what the
+launcher recorded) and dispatches on its family; without a sweep, `--family` names it (default:
+the family every loaded run records). Options given on the command line win over sweep.json.
+Bad input ends the script with a one-line error naming the file or key (exit status 2).
+"""
 from __future__ import annotations
 
 import argparse
-import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-import yaml
-
+from actlab.atomic import read_json
+from actlab.errors import DataError
+from actlab.family import Family
 from actlab.post import sources
-from actlab.data.errors import DataError
+from actlab.post.report import recorded_family, select_experiment, select_family
+
+SWEEP_FILE = "sweep.json"
+SWEEP_KEYS = ("experiment", "family", "results")          # required; "units" and "reference_group" optional
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--results", default="results", help="results root (default: results)")
-    p.add_argument("--sweep", help="sweep folder; its sweep.json/sweep.yaml names experiment and results")
-    p.add_argument("--experiment", help="only this experiment (plus its frozen reference)")
+    p.add_argument("--results", help="results root (default: the sweep's, else results)")
+    p.add_argument("--sweep", help=f"sweep folder; its {SWEEP_FILE} names experiment, family, results, units")
+    p.add_argument("--experiment", help="only this experiment (plus the groups its runs name as reference)")
+    p.add_argument("--family", help="the runs' family (default: the sweep's, else the one the runs record)")
     p.add_argument("--source", choices=["store", "wandb-offline", "wandb-api"], default="store")
     p.add_argument("--wandb-dir", default="wandb", help="offline W&B folder (source wandb-offline)")
     p.add_argument("--wandb-path", help="entity/project (source wandb-api)")
     p.add_argument("--groups", nargs="*", help="groups to pull (source wandb-api)")
     p.add_argument("--cache", help="JSON cache of pulled W&B runs (source wandb-api)")
-    p.add_argument("--reference-group", help="the frozen reference group (default: found by method)")
-    p.add_argument("--users", nargs="*", help="expected users (default: every user with a run)")
+    p.add_argument("--reference-group",
+                   help="compare every group with this one (default: the reference each run recorded)")
+    p.add_argument("--units", nargs="*", help="expected units, e.g. user ids (default: every unit with a run)")
     p.add_argument("--columns", help="table spec YAML: columns, rows, precision, scale, caption")
     p.add_argument("--precision", type=int)
     p.add_argument("--out", default="tables", help="output folder (default: tables)")
     return p
 
 
-def resolve_sweep(args: argparse.Namespace) -> None:
-    """A sweep folder written by the launcher: take experiment / results from its manifest."""
-    if not args.sweep:
-        return
-    folder = Path(args.sweep)
-    for name in ("sweep.json", "sweep.yaml"):
-        path = folder / name
-        if path.exists():
-            text = path.read_text()
-            meta = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
-            args.experiment = args.experiment or meta.get("experiment")
-            args.results = meta.get("results", args.results)
-            if args.users is None and meta.get("users"):
-                args.users = [str(u) for u in meta["users"]]
-            return
-    raise DataError(f"{folder}: no sweep.json or sweep.yaml (the sweep manifest)")
+def read_sweep(folder: str | Path) -> dict[str, Any]:
+    """The sweep's `sweep.json`, checked for the keys postprocessing needs."""
+    path = Path(folder) / SWEEP_FILE
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not a JSON object")
+    for key in SWEEP_KEYS:
+        if not meta.get(key):
+            raise DataError(f"{path}: no key {key!r}")
+    units = meta.get("units")
+    if units is not None and not isinstance(units, list):
+        raise DataError(f"{path}: key 'units' must be a list, got {type(units).__name__}")
+    return meta
 
 
-def load_runs(args: argparse.Namespace) -> sources.Runs:
-    resolve_sweep(args)
-    return sources.load(args.source, results=args.results, wandb_dir=args.wandb_dir,
-                        wandb_path=args.wandb_path, groups=args.groups, cache=args.cache)
+@dataclass(frozen=True)
+class Request:
+    """What the scripts act on: the family, its runs and how to compare them."""
+    family: Family
+    runs: sources.Runs
+    experiment: str | None
+    reference_group: str | None
+    units: list[str] | None
+
+
+def request(args: argparse.Namespace) -> Request:
+    from actlab import families
+
+    meta = read_sweep(args.sweep) if args.sweep else {}
+    experiment = args.experiment or meta.get("experiment")
+    results = args.results or meta.get("results") or "results"
+    units = args.units if args.units is not None else meta.get("units")
+    reference = args.reference_group or meta.get("reference_group") or None
+    runs = sources.load(args.source, results=results, wandb_dir=args.wandb_dir, wandb_path=args.wandb_path,
+                        groups=args.groups, cache=args.cache)
+    runs = select_experiment(runs, experiment)
+    if not runs.rows:
+        raise DataError(f"{results}: no completed runs" + (f" of experiment {experiment}" if experiment else ""))
+    name = args.family or meta.get("family") or recorded_family(runs)
+    family = families.get(name)
+    runs = select_family(runs, family.name)
+    return Request(family, runs, experiment, reference, [str(u) for u in units] if units is not None else None)
+
+
+def run(main: Callable[[argparse.Namespace], None], args: argparse.Namespace, prog: str) -> int:
+    """Call `main(args)`; bad input (DataError / ValueError) -> one line on stderr, exit status 2."""
+    try:
+        main(args)
+    except ValueError as e:          # DataError is a ValueError
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    return 0

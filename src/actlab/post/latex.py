@@ -2,15 +2,15 @@
 
 Cells are "mean $\\pm$ SE" at a chosen precision (values multiplied by `scale`, e.g. 100 for
 percentage points). The best cell per column is chosen from the numeric means, rounded to the
-shown precision, by the metric's direction (`aggregate.higher_is_better`): every cell tied with it
-at that precision is bold. An SE that does not exist (one user) is shown as "--". Row labels of
-partial groups get a dagger and a note naming the missing / failed / mismatched users. Every label
-is escaped.
+shown precision, by the direction the tidy table records for the metric (its `higher_is_better`
+column, set by the family's aggregation): every cell tied with it at that precision is bold. An SE
+that does not exist (one unit) is shown as "--". Row labels of partial groups get a dagger and a
+note naming the missing / failed / mismatched units. Every label is escaped.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,7 @@ import jinja2
 import pandas as pd
 import yaml
 
-from actlab.post.aggregate import higher_is_better
-from actlab.data.errors import DataError
+from actlab.errors import DataError
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -45,27 +44,42 @@ class TableSpec:
     scale: float = 1.0
     caption: str | None = None
     label: str | None = None
-    row_header: str = "Method"
+    row_header: str = "Setting"
+    units: str | None = None               # what the partial-group notes call the units ("users"); None = "units"
 
 
-DEFAULT_COLUMNS = tuple(Column(f"{phase}/{task}/balanced_top1", f"{phase.upper()} {task}")
-                        for phase in ("oag", "hag") for task in ("action", "verb", "noun"))
+_SPEC_KEYS = {"columns", "rows", "precision", "scale", "caption", "label", "row_header", "units"}
 
 
-def load_spec(path: str | Path | None = None, **overrides: Any) -> TableSpec:
-    """A YAML spec: {columns: [{metric, label, se}], rows: {group: label}, precision, scale,
-    caption, label, row_header}; CLI values in `overrides` (None = keep) win."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - {"columns", "rows", "precision", "scale", "caption", "label", "row_header"}
-        if unknown:
-            raise DataError(f"{path}: unknown keys {sorted(unknown)}")
+def load_spec(path: str | Path | None = None, default: TableSpec | None = None, **overrides: Any) -> TableSpec:
+    """A YAML spec {columns: [{metric, label, se} or metric], rows: {group: label}, precision, scale,
+    caption, label, row_header, units}, or without `path` the family's `default`; CLI values in
+    `overrides` (None = keep) win."""
+    if path is None:
+        if default is None:
+            raise DataError("no table spec: give a columns YAML (--columns) or a family whose table() has one")
+        return replace(default, **{k: v for k, v in overrides.items() if v is not None})
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing table spec: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a table spec is a mapping with keys {sorted(_SPEC_KEYS)}")
+    unknown = set(data) - _SPEC_KEYS
+    if unknown:
+        raise DataError(f"{path}: unknown keys {sorted(unknown)}")
     data |= {k: v for k, v in overrides.items() if v is not None}
     cols = data.pop("columns", None)
-    columns = DEFAULT_COLUMNS if cols is None else tuple(
-        Column(c) if isinstance(c, str) else Column(**c) for c in cols)
-    return TableSpec(columns=columns, **data)
+    if not cols:
+        raise DataError(f"{path}: no columns")
+    try:
+        columns = tuple(Column(c) if isinstance(c, str) else Column(**c) for c in cols)
+        return TableSpec(columns=columns, **data)
+    except TypeError as e:
+        raise DataError(f"{path}: bad column or value ({e})") from e
 
 
 def _env() -> jinja2.Environment:
@@ -81,19 +95,37 @@ def _fmt(x: float, precision: int) -> str:
     return "--" if x is None or math.isnan(x) else f"{x:.{precision}f}"
 
 
+def _direction(tidy: pd.DataFrame, metric: str) -> bool | None:
+    """The metric's direction as the tidy table records it; None when the metric has no rows."""
+    if "higher_is_better" not in tidy.columns:
+        raise DataError("the tidy table has no higher_is_better column (aggregate with actlab.post.tables)")
+    found = {bool(v) for v in tidy.loc[tidy.metric == metric, "higher_is_better"]}
+    if len(found) > 1:
+        raise DataError(f"metric {metric}: the tidy rows disagree on higher_is_better")
+    return found.pop() if found else None
+
+
 def render_table(tidy: pd.DataFrame, spec: TableSpec) -> str:
+    """Rows: `spec.rows` (group -> label, in order), else every group of `tidy` labelled by its
+    `label` column (the group id without one), sorted by label."""
     lookup = {(g, m, s): v for g, m, s, v in tidy[["group", "metric", "stat", "value"]].itertuples(index=False)}
-    groups = list(spec.rows) if spec.rows is not None else sorted(tidy.group.unique())
+    flags = tidy.drop_duplicates("group").set_index("group")
+    if spec.rows is not None:
+        rows_spec = dict(spec.rows)
+    else:
+        names = flags["label"] if "label" in flags.columns else pd.Series(flags.index, index=flags.index)
+        rows_spec = dict(sorted(((g, str(n)) for g, n in names.items()), key=lambda kv: (kv[1], kv[0])))
+    groups = list(rows_spec)
     known = set(tidy.group)
     unknown = [g for g in groups if g not in known]
     if unknown:
         raise DataError(f"table rows name groups with no results: {unknown}; known: {sorted(known)}")
-    flags = tidy.drop_duplicates("group").set_index("group")
     cells: dict[str, list[str]] = {g: [] for g in groups}
     for col in spec.columns:
         means = {g: lookup.get((g, col.metric, "mean"), math.nan) * spec.scale for g in groups}
         shown = {g: round(v, spec.precision) for g, v in means.items() if not math.isnan(v)}
-        best = (max if higher_is_better(col.metric) else min)(shown.values()) if shown else None
+        higher = _direction(tidy, col.metric)
+        best = (max if higher else min)(shown.values()) if shown else None
         for g in groups:
             m = means[g]
             if math.isnan(m):
@@ -102,15 +134,17 @@ def render_table(tidy: pd.DataFrame, spec: TableSpec) -> str:
             se = lookup.get((g, col.metric, col.se), math.nan) * spec.scale
             text = f"{_fmt(m, spec.precision)} $\\pm$ {_fmt(se, spec.precision)}"
             cells[g].append(f"\\textbf{{{text}}}" if shown[g] == best else text)
+    units = "units" if spec.units is None else spec.units      # "" when the ids say it ("seed 2")
     rows, notes = [], []
     for g in groups:
-        name = escape(spec.rows[g] if spec.rows is not None else g)
+        name = escape(rows_spec[g])
         label = name
         f = flags.loc[g]
         if bool(f.partial):
             label += r"$^\dagger$"
-            why = [f"{k} users {escape(f[c])}" for k, c in (("missing", "missing_users"), ("failed", "failed_users"),
-                                                            ("unpaired (stream differs)", "mismatched_users")) if f[c]]
+            why = [" ".join(filter(None, (k, escape(units), escape(f[c])))) for k, c in (
+                ("missing", "missing_units"), ("failed", "failed_units"),
+                ("unpaired (inputs differ from the reference's)", "mismatched_units")) if f[c]]
             notes.append(f"$^\\dagger${name}: partial, {', '.join(why)}")
         rows.append({"label": label, "cells": cells[g]})
     headers = [escape(c.label or c.metric) + (" (upstream SE)" if c.se == "se_upstream" else "")

@@ -1,44 +1,45 @@
-"""One call from a results root to the files a person reads: tidy tables, a LaTeX table, plots."""
+"""One call from finished runs to the files a person reads: tidy tables, a LaTeX table, plots,
+whatever the family: its `aggregate`, `table()` and `plots` (actlab.family) do the family's part."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from actlab.atomic import atomic_write_text
-from actlab.post.aggregate import aggregate, write_tables
-from actlab.post.latex import TableSpec, load_spec, render_table
-from actlab.post.plots import all_plots
+from actlab.errors import DataError
+from actlab.family import Family
+from actlab.post.latex import TableSpec, render_table
 from actlab.post.sources import Runs
-from actlab.post.store_source import load_store
-from actlab.results import layout
+from actlab.post.tables import REFERENCE_LABEL, write_tables
 
 
 def select_experiment(runs: Runs, experiment: str | None) -> Runs:
-    """The experiment's runs plus every frozen group (its reference may be another experiment)."""
+    """The experiment's runs plus the groups they name as their reference (label
+    `reference_group`), which may belong to another experiment."""
     if experiment is None:
         return runs
     keep = {r.group for r in runs.rows if r.experiment == experiment}
-    frozen = {r.group for r in runs.rows if r.method == "frozen"}
-    return Runs([r for r in runs.rows if r.group in keep | frozen],
-                [r for r in runs.incomplete if r.experiment == experiment])
+    refs = {r.labels.get(REFERENCE_LABEL, "") for r in runs.rows if r.experiment == experiment} - {""}
+    return Runs([r for r in runs.rows if r.group in keep | refs],
+                [r for r in runs.incomplete if r.experiment == experiment or r.group in refs])
 
 
-def group_labels(runs: Runs) -> dict[str, str]:
-    """group -> a label a reader understands: the method plus the grid point's other values
-    (from identity.json when the run folder is known), e.g. `replay (memory_size=64)`."""
-    labels: dict[str, str] = {}
-    for r in runs.rows:
-        if r.group in labels:
-            continue
-        overrides = {}
-        if r.folder is not None and (r.folder / layout.IDENTITY).exists():
-            overrides = json.loads((r.folder / layout.IDENTITY).read_text()).get("overrides", {})
-        extra = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted(overrides.items()) if k != "method")
-        labels[r.group] = f"{r.method} ({extra})" if extra else r.method
-    if len(set(labels.values())) < len(labels):       # same label twice (two experiments): keep ids
-        labels = {g: f"{lbl} [{g}]" for g, lbl in labels.items()}
-    return dict(sorted(labels.items(), key=lambda kv: kv[1]))
+def select_family(runs: Runs, family: str) -> Runs:
+    """The runs of one family (rows that record none are kept) and the incomplete runs of their
+    experiments."""
+    rows = [r for r in runs.rows if r.family in (family, "")]
+    experiments = {r.experiment for r in rows}
+    return Runs(rows, [r for r in runs.incomplete if r.experiment in experiments])
+
+
+def recorded_family(runs: Runs) -> str:
+    """The family every run records; DataError when they disagree or record none."""
+    names = sorted({r.family for r in runs.rows} - {""})
+    if len(names) > 1:
+        raise DataError(f"the runs belong to several families ({', '.join(names)}); choose one with --family")
+    if not names:
+        raise DataError("the runs record no family; name one with --family")
+    return names[0]
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,20 @@ class ReportPaths:
     csv: Path
 
 
-def build_report(results_root: str | Path, out_dir: str | Path, experiment: str | None = None,
-                 runs: Runs | None = None, spec: TableSpec | None = None,
-                 reference_group: str | None = None, expected_users: list[str] | None = None) -> ReportPaths:
-    """Aggregate the runs (default: the results store, optionally one experiment) into `out_dir`."""
-    runs = select_experiment(runs if runs is not None else load_store(results_root), experiment)
+def build_report(family: Family, runs: Runs, out_dir: str | Path, spec: TableSpec | None = None,
+                 reference_group: str | None = None, expected_units: list[str] | None = None) -> ReportPaths:
+    """Aggregate `runs` with the family's aggregation into `out_dir`: tidy CSV/Parquet tables,
+    table.tex (`spec`, default: the family's table) and the family's plots under plots/."""
     if not runs.rows:
-        raise ValueError(f"{results_root}: no completed runs" + (f" for experiment {experiment}" if experiment else ""))
-    agg = aggregate(runs, reference_group=reference_group, expected_users=expected_users)
+        raise DataError("no completed runs to report on")
+    agg = family.aggregate(runs, reference_group=reference_group, expected_units=expected_units)
     out = Path(out_dir)
     tables = write_tables(agg, out)
-    spec = spec or load_spec(scale=100.0, precision=2, caption="Balanced top-1 gains in percentage points "
-                                                              "against the frozen network: mean and SE over users")
-    if spec.rows is None:
-        spec = replace(spec, rows=group_labels(runs))
+    spec = spec if spec is not None else family.table()
+    if spec.units is None:
+        spec = replace(spec, units=f"{family.unit}s" if family.unit else "")   # seeds are named "seed <n>"
     tex = atomic_write_text(out / "table.tex", render_table(agg.tidy, spec))
-    return ReportPaths(tex, all_plots(agg, out / "plots"), tables["aggregate_csv"])
+    return ReportPaths(tex, list(family.plots(agg, out / "plots")), tables["aggregate_csv"])
 
 
 def print_report(paths: ReportPaths) -> None:

@@ -1,9 +1,9 @@
 """One typed view of finished runs, whatever back end they come from.
 
-`RunRow` is what aggregation reads: the run's identity, method, stream hash and summary, plus the
-run folder when the results store holds it (predictions, forgetting events and transfer results
-live only there; W&B mirrors only the summary). `Runs` adds the runs that did not complete, so a
-table can name the users it is missing instead of averaging over fewer of them.
+`RunRow` is what aggregation reads: the run's identity, input hashes, labels and summary, plus the
+run folder when the results store holds it (a family's artifacts live only there; W&B mirrors
+only the summary). `Runs` adds the runs that did not complete, so a table can name the units it
+is missing instead of averaging over fewer of them.
 
 Back ends: `store_source.load_store` (results/<experiment>/<group>/<run_id>/), `wandb_offline`
 (`.wandb` record logs) and `wandb_api` (public API + JSON cache); the two W&B back ends turn
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from actlab.data.errors import DataError
+from actlab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,20 @@ class RunRow:
     run_id: str
     experiment: str
     group: str
-    user: str
+    unit: str | None                 # None for families without a replication unit
     seed: int
     submitted: str
-    method: str
-    stream_sha256: str
+    family: str
+    inputs: dict[str, str]           # input name -> SHA-256 of what the run read
+    labels: dict[str, str]           # what the family's aggregation groups by (e.g. method)
     summary: dict[str, float]
+    overrides: dict[str, Any] = field(default_factory=dict)   # the grid point's own values
     folder: Path | None = None       # results-store folder, when known
+
+    @property
+    def unit_key(self) -> str:
+        """Seeds of one unit are averaged first; without units every seed is its own value."""
+        return self.unit if self.unit is not None else f"seed {self.seed}"
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,14 @@ class IncompleteRun:
     run_id: str
     experiment: str
     group: str
-    user: str
+    unit: str | None
+    seed: int
     state: str
+
+    @property
+    def unit_key(self) -> str:
+        """The same key as `RunRow.unit_key`, so a failed run names the unit it leaves out."""
+        return self.unit if self.unit is not None else f"seed {self.seed}"
 
 
 @dataclass
@@ -86,30 +99,30 @@ class WandbRunData:
 
 
 def rows_from_wandb(runs: Iterable[WandbRunData], results_root: str | Path | None = None) -> Runs:
-    """W&B runs -> Runs. Identity, method and stream hash come from the mirror's config
-    ({"identity", "cfg", "stream_sha256"}); a run is complete iff its state is "finished".
-    With `results_root`, rows point at the matching store folder when it exists."""
+    """W&B runs -> Runs. Identity, input hashes and labels come from the mirror's config
+    ({"identity", "inputs", "labels", "cfg"}, see WandbMirror); a run is complete iff its state is
+    "finished". With `results_root`, rows point at the matching store folder when it exists."""
     from actlab.identity import RunIdentity
 
     out = Runs()
     for run in sorted(runs, key=lambda r: r.id):
         try:
             ident = RunIdentity.from_dict(run.config["identity"])
-            cfg = run.config.get("cfg") or {}
-            method = str((cfg.get("method") or {}).get("name", ""))
-            sha = str(run.config["stream_sha256"])
+            inputs = {str(k): str(v) for k, v in dict(run.config["inputs"]).items()}
+            labels = {str(k): str(v) for k, v in dict(run.config["labels"]).items()}
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"W&B run {run.id}: config lacks the actlab mirror keys "
-                            f"(identity, cfg, stream_sha256): {e}") from e
+                            f"(identity, inputs, labels): {e}") from e
         if ident.run_id != run.id:
             raise DataError(f"W&B run {run.id}: identity names run {ident.run_id}")
         if run.state != "finished":
-            out.incomplete.append(IncompleteRun(run.id, ident.experiment, ident.group, ident.user, run.state))
+            out.incomplete.append(IncompleteRun(run.id, ident.experiment, ident.group, ident.unit,
+                                                ident.seed, run.state))
             continue
         folder = ident.folder(results_root) if results_root is not None else None
-        out.rows.append(RunRow(run.id, ident.experiment, ident.group, ident.user, ident.seed,
-                               ident.submitted, method, sha, numeric_summary(run.summary),
-                               folder if folder is not None and folder.exists() else None))
+        out.rows.append(RunRow(run.id, ident.experiment, ident.group, ident.unit, ident.seed,
+                               ident.submitted, ident.family, inputs, labels, numeric_summary(run.summary),
+                               dict(ident.overrides), folder if folder is not None and folder.exists() else None))
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from actlab.atomic import atomic_write_json
-from actlab.data.errors import DataError
+from actlab.errors import DataError
 from actlab.post.sources import Runs, WandbRunData, rows_from_wandb
 
 

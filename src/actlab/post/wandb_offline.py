@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from actlab.data.errors import DataError
+from actlab.errors import DataError
 from actlab.post.sources import Runs, WandbRunData, rows_from_wandb
 
 _IDENT = b":W&B"

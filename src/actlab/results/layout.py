@@ -1,32 +1,16 @@
-"""File names inside a run folder and the metric names in summary.json.
-
-A run folder is `RunIdentity.folder(results_root)`. The engine writes these files; postprocess
-reads them. `status.json` is written last, so a folder without `{"state": "completed"}` is not
-a finished run, whatever else it holds.
+"""File names every run folder has, whatever its family. A run folder is
+`RunIdentity.folder(results_root)`; `status.json` is written last, so a folder without
+`{"state": "completed"}` is not a finished run, whatever else it holds. A family's own result
+files are artifacts (`actlab.results.store.Artifact`), named in the family's package.
 """
 from __future__ import annotations
 
-IDENTITY = "identity.json"        # RunIdentity.to_dict()
+IDENTITY = "identity.json"        # RunIdentity.to_dict() + {"inputs": {name: sha256}, "labels": {key: str}}
 CONFIG = "config.yaml"            # the resolved Hydra config
-STREAM = "stream.json"            # {"user", "sha256", "clips": [StreamClip.to_dict()], "stats": {...}}
-SUMMARY = "summary.json"          # flat {metric_name: float}, names below
-PREDICTIONS = "predictions.parquet"  # one row per stream sample (online predictions, losses)
-FORGETTING = "forgetting.parquet"    # re-exposure forgetting events: label, gap, delta, ...
-TRANSFER_DIR = "transfer"         # transfer/<stream_user>.json: final model on another stream
-CHECKPOINT_DIR = "checkpoint"     # latest resumable state (engine-private format)
-FINAL_MODEL = "final_model.pt"    # state_dict of the adapted model (input to transfer)
+SUMMARY = "summary.json"          # flat {metric_name: float}
+CURVES = "curves.parquet"         # per-epoch records of training jobs (actlab.train.loop)
+CHECKPOINT_DIR = "checkpoint"     # latest resumable state (the job's own format)
+LEASE = "lease.json"              # the one process writing this folder (actlab.results.lease)
 STATUS = "status.json"            # {"state": "running"|"completed"|"failed", ...}; written last
 
 COMPLETED = "completed"
-
-TASKS = ("action", "verb", "noun")
-
-# summary.json metric names: f"online/{task}/{stat}" with stat in
-#   top1 (micro running accuracy at the end), top5, balanced_top1 (macro over classes seen),
-#   loss (mean CE of online predictions; action loss = verb + noun), n_samples;
-# f"hindsight/{task}/{stat}" for the final model on the whole own stream (eval mode), when run;
-# f"stream/{stat}" for stream statistics.
-
-
-def metric(phase: str, task: str, stat: str) -> str:
-    return f"{phase}/{task}/{stat}"

@@ -1,8 +1,9 @@
 """W&B mirror of a run (the results store stays the source of truth).
 
 Contract (team brief): `wandb.init(id=identity.run_id, group=identity.group, project="actlab",
-dir=paths.wandb, mode=WANDB_MODE or "offline", resume="allow", config={identity, cfg, stream_sha256})`;
-per-batch `log` of running online metrics; at the end `summary.update(summary.json)`. The fixed id
+dir=paths.wandb, mode=WANDB_MODE or "offline", resume="allow", config={identity, inputs, labels, cfg})`
+(the same identity, input hashes and labels as the run's identity.json); `log` of running metrics
+(per batch or per epoch); at the end `summary.update(summary.json)`. The fixed id
 plus resume="allow" makes a requeued job continue the same run. No API key is ever written here:
 online mode uses whatever the user's environment / `wandb login` provides.
 """
@@ -20,24 +21,24 @@ log = logging.getLogger(__name__)
 
 
 class WandbMirror:
-    def __init__(self, identity: RunIdentity, cfg: dict[str, Any], stream_sha256: str,
-                 wandb_dir: str | Path, mode: str | None = None) -> None:
+    def __init__(self, identity: RunIdentity, cfg: dict[str, Any], inputs: dict[str, str],
+                 labels: dict[str, str], wandb_dir: str | Path, mode: str | None = None) -> None:
         import wandb  # imported here: only runs that mirror pay for it
 
         Path(wandb_dir).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(id=identity.run_id, group=identity.group, project=PROJECT,
                               name=identity.run_id, dir=str(wandb_dir),
                               mode=os.environ.get("WANDB_MODE") or mode or "offline", resume="allow",
-                              config={"identity": identity.to_dict(), "cfg": cfg,
-                                      "stream_sha256": stream_sha256},
+                              config={"identity": identity.to_dict(), "inputs": dict(inputs),
+                                      "labels": dict(labels), "cfg": cfg},
                               settings=wandb.Settings(silent=True))
 
     # The mirror must never cost a run its results: Slurm's SIGTERM (scontrol requeue, preemption)
     # reaches every process of the job step, wandb's service process included, and a later call
     # then raises. The run goes on, checkpoints and requeues; the mirror switches itself off.
-    def log(self, step: int, values: dict[str, float]) -> None:
+    def log(self, step: int, values: dict[str, float], step_name: str = "batch") -> None:
         if self.run is not None:
-            self._guard(lambda: self.run.log(dict(values) | {"batch": step}))
+            self._guard(lambda: self.run.log(dict(values) | {step_name: step}))
 
     def finish(self, summary: dict[str, float] | None = None, exit_code: int = 0) -> None:
         if self.run is None:

@@ -1,0 +1,95 @@
+"""Decoding of stream clips: a map-style dataset, so stream index i is always the same sample.
+
+Each item decodes `clips_dir/<clip_uid>.mp4` between the clip's start/end (pytorchvideo
+EncodedVideo, PyAV decoder), subsamples `num_frames` frames uniformly, scales the short side to
+`crop_size`, centre-crops and normalises: the deterministic test-time transform the protocol uses
+for every sample. The dataset holds only plain data (no open file handles), so it pickles into
+DataLoader workers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import av
+import torch
+from torch.utils.data import Dataset
+
+import actlab.compat  # noqa: F401  (must precede the pytorchvideo imports)
+from pytorchvideo.data.encoded_video import EncodedVideo
+from pytorchvideo.transforms.functional import short_side_scale, uniform_crop, uniform_temporal_subsample
+
+from actlab.errors import DataError
+from actlab.families.continual.data.records import StreamClip
+
+# Manifest times are rounded to 1e-6 s and pytorchvideo keeps frames with ceil(t * timebase) <= pts
+# < ceil(end * timebase): a start a hair above a frame boundary would drop that frame. Shifting the
+# window down by far less than a frame interval puts boundary frames on the side exact times would.
+WINDOW_SHIFT_SEC = 1e-4
+
+
+def clip_path(clips_dir: str | Path, clip_uid: str) -> Path:
+    return Path(clips_dir) / f"{clip_uid}.mp4"
+
+
+def probe_video(path: Path) -> str | None:
+    """None if `path` opens as a video with a decodable first frame, else why not."""
+    if not path.is_file():
+        return "missing file"
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "no video stream"
+            next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration, OSError) as e:
+        return f"cannot decode: {e!r}"
+    return None
+
+
+def transform(frames: torch.Tensor, num_frames: int, crop_size: int,
+              mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """[C,T,H,W] float 0..255 -> [C,num_frames,crop,crop] normalised."""
+    x = uniform_temporal_subsample(frames, num_frames, temporal_dim=1) / 255.0
+    if min(x.shape[-2:]) != crop_size:  # egotoy clips are stored at crop size: skip a no-op resample
+        x = short_side_scale(x, crop_size)
+    x = uniform_crop(x, crop_size, spatial_idx=1)
+    m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
+    return (x - m) / s
+
+
+class ClipDataset(Dataset):
+    def __init__(self, clips: Sequence[StreamClip], clips_dir: str | Path, num_frames: int, crop_size: int,
+                 mean: Sequence[float], std: Sequence[float]) -> None:
+        # A missing or corrupt video raises here; `on_bad_video: skip` drops such clips earlier,
+        # when the stream is built.
+        self.clips = list(clips)
+        self.clips_dir = str(clips_dir)
+        self.num_frames = int(num_frames)
+        self.crop_size = int(crop_size)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def decode(self, clip: StreamClip) -> torch.Tensor:
+        path = clip_path(self.clips_dir, clip.clip_uid)
+        if not path.is_file():
+            raise DataError(f"stream sample {clip.index}: missing video file {path}")
+        try:
+            video = EncodedVideo.from_path(str(path), decode_audio=False, decoder="pyav")
+            frames = video.get_clip(max(0.0, clip.start_sec - WINDOW_SHIFT_SEC),
+                                    clip.end_sec - WINDOW_SHIFT_SEC)["video"]
+            video.close()
+        except Exception as e:  # PyAV raises many types for corrupt input; all mean "bad file"
+            raise DataError(f"stream sample {clip.index}: cannot decode {path}: {e!r}") from e
+        if frames is None:
+            raise DataError(f"stream sample {clip.index}: no frames in {path} "
+                            f"between {clip.start_sec} s and {clip.end_sec} s")
+        return frames
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        clip = self.clips[i]
+        video = transform(self.decode(clip), self.num_frames, self.crop_size, self.mean, self.std)
+        return {"video": video, "verb": clip.verb_label, "noun": clip.noun_label, "index": clip.index}

@@ -1,0 +1,164 @@
+"""The online protocol over one stream: predict, then update, then (optionally) look back.
+
+Per batch B_t of `batch_size` consecutive samples (in `method.order`, the stream order except
+for i.i.d. finetuning):
+  1. online predictions on B_t with the current model, before any update on B_t, scored by
+     `OnlineMetrics`. `online_forward` picks the forward mode: "train" (default, as upstream:
+     dropout active, batch-norm uses the batch statistics) or "eval" (running statistics, no dropout);
+  2. `method.inner_loop_iters` optimizer steps on `method.loss` (none when it returns None),
+     then `method.observe(B_t)`;
+  3. every `past_eval_every` batches: the updated model (eval mode) on the most recent
+     `past_window` samples seen so far, fed to the re-exposure forgetting tracker.
+State is checkpointed at batch boundaries every `checkpoint_every` batches and when
+`should_stop()` becomes true (then the loop returns `interrupted=True`). A loop started with a
+checkpoint present continues from it and gives the same records as an uninterrupted run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from actlab.families.continual.data.records import action_key
+from actlab import preemption, resumable as checkpoint
+from actlab.families.continual.methods.base import Batch, Method
+
+FORWARD_MODES = ("train", "eval")
+
+
+@dataclass
+class LoopResult:
+    interrupted: bool
+    records: pd.DataFrame                 # one row per processed sample, in processing order
+    summary: dict[str, float]             # OnlineMetrics.compute()
+    forgetting: pd.DataFrame              # re-exposure events (empty without past evaluation)
+    batches_done: int = 0
+
+
+def fetcher(dataset: Dataset) -> Callable[[list[int]], Batch]:
+    return lambda indices: default_collate([dataset[int(i)] for i in indices])
+
+
+def _tensor_labels(batch: Batch) -> Batch:
+    return batch | {k: torch.as_tensor(batch[k]) for k in ("verb", "noun", "index")}
+
+
+def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: Any, seed: int = 0,
+               batch_size: int = 4, online_forward: str = "train", checkpoint_dir: Path | None = None,
+               checkpoint_every: int = 0, past_eval_every: int = 0, past_window: int = 64,
+               tracker: Any = None, num_workers: int = 0,
+               should_stop: Callable[[int], bool] | None = None,
+               on_batch: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
+    """Run `method` over `dataset` (a map-style stream) from the start or from a checkpoint.
+
+    `should_stop(batches_done)`: checked at each batch boundary (default: a preemption signal).
+    """
+    if online_forward not in FORWARD_MODES:
+        raise ValueError(f"online_forward must be one of {FORWARD_MODES}, got {online_forward!r}")
+    if past_eval_every and tracker is None:
+        raise ValueError("past_eval_every > 0 needs a forgetting tracker")
+    should_stop = should_stop or (lambda _n: preemption.requested())
+    n = len(dataset)
+    order = method.order(n, seed)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    fetch = fetcher(dataset)
+
+    torch.manual_seed(seed)
+    method.prepare(model, seed)
+    optimizer = method.build_optimizer(model)
+    records: list[dict[str, Any]] = []
+    start = 0
+    state = checkpoint.load(checkpoint_dir) if checkpoint_dir is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        metrics.load_state_dict(state["metrics"])
+        if tracker is not None:
+            tracker.load_state_dict(state["tracker"])
+        checkpoint.set_rng_state(state["rng"])
+        records, start = state["records"], state["batches_done"]
+        if state["order"] != order:
+            raise RuntimeError(f"checkpoint in {checkpoint_dir} was written for another sample order")
+
+    def save(done: int) -> None:
+        if checkpoint_dir is None:
+            return
+        checkpoint.save(checkpoint_dir, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+            "method": method.state_dict(), "metrics": metrics.state_dict(),
+            "tracker": tracker.state_dict() if tracker is not None else None,
+            "rng": checkpoint.rng_state(), "records": records, "batches_done": done, "order": order})
+
+
+    # A private generator: a fresh DataLoader iterator must not draw from the global torch RNG,
+    # or a resumed run would see different dropout masks than an uninterrupted one.
+    loader = DataLoader(dataset, batch_sampler=batches[start:], num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(seed))
+    done = start
+    for batch in loader:
+        batch = _tensor_labels(batch)
+        # (1) online predictions, before any update on this batch
+        _set_mode(model, online_forward == "train")
+        with torch.no_grad():
+            logits = method.online_predict(model, batch)
+        rec = metrics.update(logits["verb"], logits["noun"], batch["verb"], batch["noun"])
+        # (2) update
+        if optimizer is not None:
+            _set_mode(model, True)
+            for _ in range(method.inner_loop_iters):
+                loss = method.loss(model, batch, fetch)
+                if loss is None:
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        method.observe(batch)
+        for k, idx in enumerate(batch["index"].tolist()):
+            row = {"step": done, "position": len(records), "index": idx,
+                   "verb": int(batch["verb"][k]), "noun": int(batch["noun"][k])}
+            row |= {key: (float(v[k]) if not isinstance(v[k], (bool, int)) else v[k]) for key, v in rec.items()}
+            records.append(row)
+        done += 1
+        # (3) past samples
+        if past_eval_every and done % past_eval_every == 0:
+            labels = [action_key(v, n) for v, n in zip(batch["verb"].tolist(), batch["noun"].tolist())]
+            _past_eval(model, fetch, records[-past_window:], labels, tracker, done)
+        if on_batch is not None:
+            on_batch(done, metrics.compute())
+        last = done == len(batches)
+        if not last and should_stop(done):
+            save(done)
+            return LoopResult(True, pd.DataFrame(records), {}, pd.DataFrame(), done)
+        if not last and checkpoint_every and done % checkpoint_every == 0:
+            save(done)
+
+    table = pd.DataFrame(records)
+    summary = dict(metrics.compute())
+    events = pd.DataFrame(tracker.events()) if tracker is not None else pd.DataFrame()
+    return LoopResult(False, table, summary, events, done)
+
+
+def _set_mode(model: nn.Module, training: bool) -> None:
+    # nn.Module.train() walks every submodule (~2 % of a small model's loop, measured by
+    # benchmarks/bench_stream_loop.py); the mode changes at most twice per batch, so skip no-ops.
+    if model.training != training:
+        model.train(training)
+
+
+def _past_eval(model: nn.Module, fetch, window: list[dict[str, Any]], batch_labels: list[str],
+               tracker: Any, step: int) -> None:
+    """Eval-mode predictions of the updated model on recently seen samples -> forgetting tracker."""
+    past = fetch([r["index"] for r in window])
+    model.eval()
+    with torch.no_grad():
+        out = model(past["video"])
+    correct = ((out["verb"].argmax(1) == past["verb"]) & (out["noun"].argmax(1) == past["noun"])).tolist()
+    tracker.update(step=step, batch_labels=batch_labels,
+                   window_labels=[action_key(r["verb"], r["noun"]) for r in window], window_correct=correct)

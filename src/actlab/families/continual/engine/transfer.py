@@ -1,0 +1,63 @@
+"""Evaluate a model (eval mode) on a whole stream; share backbone features between models.
+
+`StreamEvaluator` computes predictions as `model.classify(model.features(video))`, which is the
+model's forward, and caches the features per (stream, backbone weights): models whose backbone is
+bit-identical (frozen network, head-only finetuning of the same pretrained model) decode and run
+the stream's clips once. The cache key is a hash of the backbone's state dict, so a model whose
+backbone changed can never receive another model's features.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from actlab.families.continual.metrics.evaluate import score
+
+
+def backbone_hash(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class StreamEvaluator:
+    def __init__(self, batch_size: int = 4, num_workers: int = 0, cache_features: bool = True) -> None:
+        self.batch_size, self.num_workers, self.cache_features = batch_size, num_workers, cache_features
+        self._cache: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
+        self.feature_passes = 0      # how many times a stream's clips went through a backbone
+
+    def _features(self, model: nn.Module, stream_key: str, dataset: Dataset) -> tuple[Tensor, Tensor, Tensor]:
+        key = (stream_key, backbone_hash(model)) if self.cache_features else None
+        if key is not None and key in self._cache:
+            return self._cache[key]
+        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+        feats, verbs, nouns = [], [], []
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                feats.append(model.features(batch["video"]))
+                verbs.append(torch.as_tensor(batch["verb"]))
+                nouns.append(torch.as_tensor(batch["noun"]))
+        self.feature_passes += 1
+        out = (torch.cat(feats), torch.cat(verbs), torch.cat(nouns))
+        if key is not None:
+            self._cache[key] = out
+        return out
+
+    def logits(self, model: nn.Module, stream_key: str, dataset: Dataset) -> dict[str, Tensor]:
+        feats, verb, noun = self._features(model, stream_key, dataset)
+        model.eval()
+        with torch.no_grad():
+            out = model.classify(feats)
+        return {"verb": out["verb"], "noun": out["noun"], "verb_y": verb, "noun_y": noun}
+
+    def evaluate(self, model: nn.Module, stream_key: str, dataset: Dataset,
+                 prefix: str = "hindsight") -> dict[str, Any]:
+        o = self.logits(model, stream_key, dataset)
+        return score(o["verb"], o["noun"], o["verb_y"], o["noun_y"], prefix=prefix)

@@ -1,0 +1,92 @@
+"""Hindsight and transfer evaluation: `run(cfg)` (entry point: jobs/transfer.py).
+
+For every completed run of the selected group(s), its final model (eval mode) is evaluated on the
+whole stream of each user of the same group: the own stream only (`mode: diagonal`, i.e. HAG) or
+every user's stream (`mode: all`, the transfer matrix). Each (model, stream) pair is written to
+`<model run>/transfer/<stream user>.json` as soon as it is done and skipped when it exists, so a
+killed job resumes where it stopped. The job goes stream by stream (each stream decoded once for
+all models of a group). Models with a bit-identical backbone (frozen network, head-only finetuning)
+share the stream's backbone features through `StreamEvaluator`; `batch_models: true` runs all
+backbones of an architecture in one vmapped call per batch instead (`batched_eval`: measured 2.2x
+slower than one model at a time on CPU, benchmarks/bench_transfer.py; meant for GPUs).
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+import yaml
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from actlab.families.continual.data.user_streams import open_user_stream
+from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
+from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.transfer import StreamEvaluator
+from actlab.families.continual import artifacts
+from actlab.results.store import Artifact, RunRecord, RunStore, iter_runs
+
+log = logging.getLogger(__name__)
+MODES = ("diagonal", "all")
+
+
+def _run_config(record: RunRecord) -> DictConfig:
+    return OmegaConf.create(yaml.safe_load((record.folder / "config.yaml").read_text()))
+
+
+def run(cfg: DictConfig) -> int:
+    """Evaluate the missing (model, stream) pairs; returns how many were computed."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"transfer: mode must be one of {MODES}, got {cfg.mode!r}")
+    if not cfg.get("experiment"):
+        raise ValueError("transfer: `experiment` must be set (e.g. experiment=egotoy_main)")
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in iter_runs(cfg.paths.results, cfg.experiment, cfg.get("group")):
+        groups[record.identity.group].append(record)
+    if not groups:
+        raise FileNotFoundError(f"transfer: no completed runs under {cfg.paths.results}/{cfg.experiment}"
+                                + (f"/{cfg.group}" if cfg.get("group") else ""))
+    evaluator = StreamEvaluator(cfg.batch_size, cfg.num_workers, cache_features=cfg.cache_features)
+    batched = MultiModelEvaluator(cfg.batch_size, cfg.num_workers) if cfg.batch_models else None
+    done = 0
+    for group, records in sorted(groups.items()):
+        # stream user -> the (model run, model, target run) pairs still missing for that stream
+        pending: dict[str, list[tuple[RunRecord, torch.nn.Module, RunRecord]]] = defaultdict(list)
+        data_cfg = None
+        for model_run in sorted(records, key=lambda r: r.identity.unit):
+            run_cfg = _run_config(model_run)
+            if not instantiate(run_cfg.method).transferable:
+                log.info("%s: method %s has no model to transfer; skipped", group, model_run.labels.get(artifacts.VARIANT))
+                continue
+            targets = records if cfg.mode == "all" else [model_run]
+            store = RunStore(model_run.folder)
+            todo = [t for t in targets if not store.has(artifacts.transfer(t.identity.unit))]
+            if not todo:
+                continue
+            model = instantiate(run_cfg.model)
+            model.load_state_dict(store.read(artifacts.FINAL_MODEL))
+            data_cfg = run_cfg.data
+            for target in todo:
+                pending[target.identity.unit].append((model_run, model, target))
+        for user, pairs in sorted(pending.items()):
+            stream = open_user_stream(data_cfg, user)
+            for _, _, target in pairs:
+                if stream.sha256 != target.inputs[artifacts.STREAM_INPUT]:
+                    raise ValueError(f"transfer: the stream of user {user} changed since run "
+                                     f"{target.folder} ({target.inputs[artifacts.STREAM_INPUT]} -> {stream.sha256})")
+            # every model of the group reads this stream: decode it once
+            clips = InMemoryClips(stream.dataset) if data_cfg.get("cache_clips") else stream.dataset
+            models = [model for _, model, _ in pairs]
+            if batched is not None:
+                results = batched.evaluate(models, clips, prefix="transfer")
+            else:
+                results = [evaluator.evaluate(m, stream.sha256, clips, prefix="transfer") for m in models]
+            for (model_run, _, _), metrics in zip(pairs, results):
+                RunStore(model_run.folder).write(Artifact(artifacts.transfer(user), {
+                    "model_user": model_run.identity.unit, "stream_user": user,
+                    "stream_sha256": stream.sha256, "metrics": metrics}))
+                done += 1
+            log.info("%s stream %s: %d model(s) evaluated", group, user, len(pairs))
+    log.info("transfer: %d pair(s) computed, %d backbone pass(es)", done, evaluator.feature_passes)
+    return done
