@@ -43,7 +43,7 @@ def test_every_cluster_profile_prepares_a_sweep(cluster, egotoy_splits, pretrain
     import yaml
 
     monkeypatch.setenv("ACTLAB_ROOT", str(tmp_path))
-    for var in ("ACTLAB_EGO4D", "ACTLAB_EGO4D_CHECKPOINT"):
+    for var in ("ACTLAB_EGO4D", "ACTLAB_EGO4D_CHECKPOINT", "ACTLAB_SCRATCH"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     profile = yaml.safe_load((CONFIGS / "cluster" / f"{cluster}.yaml").read_text())
     sweep, manifest = prepare("egotoy_main", profile, {"cpus": 1}, dry=True,
@@ -53,7 +53,8 @@ def test_every_cluster_profile_prepares_a_sweep(cluster, egotoy_splits, pretrain
         assert manifest.task_overrides["paths"] == profile["paths"]
 
 
-def test_an_unset_cluster_path_stops_naming_the_variable(egotoy_splits, monkeypatch):
+def test_an_unset_cluster_path_stops_naming_the_variable(egotoy_splits, monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTLAB_SCRATCH", str(tmp_path))
     monkeypatch.delenv("ACTLAB_EGO4D", raising=False)
     with pytest.raises(ValueError, match="ACTLAB_EGO4D"):
         prepare("egotoy_main", {"executor": "slurm", "paths": "bluecrystal"}, {"cpus": 1}, dry=True,

@@ -127,7 +127,7 @@ def _wait_done(sweep: Path, timeout: float = 420) -> list:
 def _uninterrupted(sweep: Path, row: int, results: Path) -> Path:
     """The same grid point run in this process with another submit time and the plain method."""
     from actlab import preemption
-from actlab.families.continual.engine import stream_job
+    from actlab.families.continual.engine import stream_job
     from actlab.launch.manifest import load_manifest
     from actlab.launch.task import task_config
 
@@ -352,3 +352,109 @@ def test_make_run_pipeline_on_local_slurm(tmp_path, slurm, data_overrides):
         # label_window has no model to transfer (its hindsight is in summary.json, not in transfer/)
         want = [] if run.labels["variant"] == "label_window" else ["265", "68"]
         assert have == want, (run.labels, have)
+
+
+# -- the second job kind: population pretraining as a grid (no units, seeds are the replicates) ---
+def slow_x3d(sleep_s: float = 0.0, marker: str | None = None, **kw):
+    """x3d_small whose training forward sleeps `sleep_s` on a task's first Slurm attempt (no change
+    to any number) and appends `<attempt> <training forwards>` to `marker`."""
+    from actlab.families.continual.models.factory import x3d_small
+
+    model = x3d_small(**kw)
+    attempt, seen = int(os.environ.get("SLURM_RESTART_COUNT", "0")), [0]
+
+    def hook(module, args):
+        if not module.training or "SLURM_JOB_ID" not in os.environ:
+            return
+        seen[0] += 1
+        if marker:
+            with open(marker, "a") as f:
+                f.write(f"{attempt} {seen[0]}\n")
+        if attempt == 0:
+            time.sleep(sleep_s)
+
+    model.register_forward_pre_hook(hook)
+    return model
+
+
+PRETRAIN_TINY = ["epochs=2", "data.max_clips=4", "batch_size=8", "num_workers=0", "wandb.mode=disabled"]
+
+
+@pytest.mark.slow
+def test_pretrain_grid_on_local_slurm_gives_a_table_over_seeds(tmp_path, slurm, data_overrides):
+    """`make run EXP=egotoy_pretrain_lr CLUSTER=local_slurm`: 2 lr x 2 seeds as one array, then the
+    aggregation job; the table holds mean +- SE over seeds; status and resubmit work as for streams."""
+    out = subprocess.run([sys.executable, str(REPO / "jobs/run.py"), "experiment=egotoy_pretrain_lr",
+                          "cluster=local_slurm", f"cluster.env.SLURM_CONF={slurm['SLURM_CONF']}",
+                          "resources.array_parallelism=4", "--", *PRETRAIN_TINY, *data_overrides[:2]],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         env=os.environ | {"ACTLAB_ROOT": str(tmp_path)}, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "total: completed 4" in out.stdout
+    sweep = _sweep(tmp_path, "egotoy_pretrain_lr")
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    assert manifest["family"] == "pretrain" and manifest["reference_group"] is None
+    assert [(r["unit"], r["seed"]) for r in manifest["rows"]] == [(None, 0), (None, 1)] * 2
+    assert all("-u" not in r["identity"]["run_id"] for r in manifest["rows"])   # no unit in the run id
+    pipe = json.loads((sweep / "pipeline.json").read_text())
+    assert pipe["family"] == "pretrain" and pipe["steps"] == [] and len(pipe["arrays"]) == 1
+    tidy = pd.read_csv(sweep / "report" / "aggregate.csv")
+    n = tidy[(tidy.metric == "val/action/top1") & (tidy.stat == "n")]
+    assert sorted(n.value) == [2.0, 2.0]       # two groups (lr), each over two seeds
+    tex = (sweep / "report" / "table.tex").read_text()
+    assert "lr=0.005" in tex and "lr=0.02" in tex and "$\\pm$" in tex, tex
+    again = subprocess.run([sys.executable, str(REPO / "jobs/resubmit.py"), str(sweep)], capture_output=True,
+                           text=True, env=os.environ | slurm, timeout=300)
+    assert "nothing to resubmit" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_scontrol_requeue_mid_epoch_resumes_pretraining_to_the_uninterrupted_result(tmp_path, slurm,
+                                                                                     data_overrides):
+    from actlab import preemption
+    from actlab.families.pretrain import job as pretrain_job
+    from actlab.launch.manifest import load_manifest
+    from actlab.launch.task import task_config
+
+    marker = tmp_path / "steps.txt"
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    (tmp_path / "configs" / "continual" / "experiment" / "pre_rq.yaml").write_text(
+        "# @package _global_\nfamily: pretrain\nexperiment: pre_rq\nseeds: [0]\nexport_to: null\n")
+    out = _grid(tmp_path, slurm, "pre_rq", [*PRETRAIN_TINY, *data_overrides[:2],
+                                             "model._target_=test_launch_slurm.slow_x3d", "+model.sleep_s=2.0",
+                                             f"+model.marker={json.dumps(str(marker))}"])
+    assert out.returncode == 0, out.stderr
+    sweep = _sweep(tmp_path, "pre_rq")
+    (chunk,) = json.loads((sweep / "jobs.json").read_text())
+    deadline = time.time() + 300
+    while not (marker.exists() and marker.read_text().count("\n") >= 3):
+        assert time.time() < deadline, "pretraining never got going"
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "requeue", chunk["job_id"]], check=True, env=os.environ | slurm)
+    assert [t.state for t in _wait_done(sweep, timeout=600)] == ["completed"]
+    seen = [tuple(map(int, line.split())) for line in marker.read_text().split("\n") if line]
+    assert {a for a, _ in seen} == {0, 1}, seen          # interrupted in epoch 1, resumed once
+    manifest = load_manifest(sweep)
+    run_folder = Path(manifest.rows[0].run_folder)
+    # the same task config, uninterrupted, in this process, with the plain model
+    cfg = task_config(manifest, sweep, 0)
+    cfg.model._target_ = "actlab.families.continual.models.factory.x3d_small"
+    del cfg.model["sleep_s"], cfg.model["marker"]
+    cfg.submitted, cfg.paths.results = "20200101T000000Z", str(tmp_path / "reference")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        whole = pretrain_job.run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+        preemption.clear()
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    a, b = (torch.load(f / "model.pt", weights_only=True) for f in (run_folder, whole))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("seconds", "decode_seconds")
+    summary = lambda f: {k: v for k, v in json.loads((f / "summary.json").read_text()).items()  # noqa: E731
+                         if k not in drop}
+    assert summary(run_folder) == summary(whole)

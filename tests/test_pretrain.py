@@ -129,17 +129,22 @@ def test_memory_dataset_keeps_items():
     assert torch.allclose(item["video"], source[2]["video"], atol=2e-3)
 
 
-@pytest.mark.slow
-def test_pretrain_job_end_to_end(tmp_path, data_cfg, egotoy_splits):
+def pretrain_cfg(tmp_path, data_cfg, egotoy_splits, *extra):
     from conftest import compose
-
-    from actlab.families.pretrain import job as pretrain
 
     # max_clips truncates every stream: this checks the wiring (split -> decode -> train -> files),
     # not the accuracy, which the full job reports in its metrics.
-    cfg = compose("pretrain", [f"paths.root={tmp_path}", f"paths.data={data_cfg.root}",
-                               f"paths.splits={egotoy_splits}", "epochs=1", "num_workers=0",
-                               "data.max_clips=12", "threads=1"])
+    return compose("pretrain", [f"paths.root={tmp_path}", f"paths.data={data_cfg.root}",
+                                f"paths.splits={egotoy_splits}", "epochs=1", "num_workers=0",
+                                "data.max_clips=12", "threads=1", "wandb.mode=disabled", *extra])
+
+
+@pytest.mark.slow
+def test_pretrain_job_end_to_end(tmp_path, data_cfg, egotoy_splits):
+    from actlab.families.pretrain import job as pretrain
+    from actlab.results.store import iter_runs
+
+    cfg = pretrain_cfg(tmp_path, data_cfg, egotoy_splits)
     out = pretrain.run(cfg)
     assert out == tmp_path / "checkpoints" / "egotoy_pretrained.pt"
     metrics = json.loads(metrics_path(out).read_text())
@@ -150,6 +155,57 @@ def test_pretrain_job_end_to_end(tmp_path, data_cfg, egotoy_splits):
         assert key in metrics
     report = load_checkpoint(instantiate(cfg.model), out)
     assert report.clean and report.meta["metrics"]["n_train"] == metrics["n_train"]
+    # the run is in the results store too, with its per-epoch curves
+    (run,) = iter_runs(tmp_path / "results")
+    assert run.identity.family == "pretrain" and run.identity.unit is None
+    assert run.summary["val/action/top1"] == metrics["val/action/top1"]
+    assert (run.folder / "curves.parquet").exists()
     # an existing checkpoint is kept unless force=true
     stamp = out.stat().st_mtime_ns
     assert pretrain.run(cfg) == out and out.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_pretrain_job_preempted_mid_epoch_resumes_to_the_same_result(tmp_path, data_cfg, egotoy_splits,
+                                                                      monkeypatch):
+    """SIGUSR2 -> checkpoint at the next step -> Preempted; the rerun continues to the same run."""
+    import os
+    import signal
+
+    from actlab import preemption
+    from actlab.families.pretrain import job as pretrain
+    from actlab.results.store import iter_runs
+    from actlab.train import loop
+
+    common = ["epochs=2", "export_to=null", "batch_size=8"]
+    whole = pretrain.run(pretrain_cfg(tmp_path / "a", data_cfg, egotoy_splits, *common))
+    real_fit, steps = loop.fit, []
+
+    def signalling_fit(*args, **kw):    # a real signal after the 3rd optimizer step of epoch 1
+        def should_stop():
+            steps.append(1)
+            if len(steps) == 3:
+                os.kill(os.getpid(), signal.SIGUSR2)
+            return preemption.requested()
+        return real_fit(*args, **kw | {"should_stop": should_stop})
+
+    monkeypatch.setattr(pretrain, "fit", signalling_fit)
+    cfg = pretrain_cfg(tmp_path / "b", data_cfg, egotoy_splits, *common)
+    try:
+        with pytest.raises(preemption.Preempted):
+            pretrain.run(cfg)
+    finally:
+        preemption.clear()
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    (partial,) = (tmp_path / "b" / "results").rglob("status.json")
+    assert json.loads(partial.read_text())["state"] == "running"
+    monkeypatch.setattr(pretrain, "fit", real_fit)
+    resumed = pretrain.run(cfg)
+    a = torch.load(whole / "model.pt", weights_only=True)
+    b = torch.load(resumed / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    summary = lambda f: {k: v for k, v in json.loads((f / "summary.json").read_text()).items()  # noqa: E731
+                         if k not in ("seconds", "decode_seconds")}
+    assert summary(resumed) == summary(whole)
+    assert [r.folder for r in iter_runs(tmp_path / "b" / "results")] == [resumed]

@@ -11,18 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from actlab.atomic import atomic_write  # noqa: E402
 from actlab.families.continual.aggregate import transfer_matrix  # noqa: E402
+from actlab.post.figures import save_figure  # noqa: E402
 from actlab.post.tables import Aggregated  # noqa: E402
-
-
-def _save(fig: plt.Figure, stem: Path) -> list[Path]:
-    out = []
-    for ext in ("png", "pdf"):
-        out.append(atomic_write(stem.with_suffix(f".{ext}"), lambda p, e=ext: fig.savefig(p, format=e, dpi=150,
-                                                                                              bbox_inches="tight")))
-    plt.close(fig)
-    return out
 
 
 def transfer_heatmap(matrix: pd.DataFrame, title: str, stem: Path, precision: int = 2) -> list[Path]:
@@ -45,7 +36,7 @@ def transfer_heatmap(matrix: pd.DataFrame, title: str, stem: Path, precision: in
     ax.set_ylabel("model user")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def oag_curves(curves: pd.DataFrame, task: str, stem: Path) -> list[Path]:
@@ -60,7 +51,7 @@ def oag_curves(curves: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     ax.set_ylabel(f"OAG, balanced top-1 ({task})")
     if len(sub):
         ax.legend(fontsize=7)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def forgetting_plot(bins: pd.DataFrame, stem: Path) -> list[Path]:
@@ -72,7 +63,7 @@ def forgetting_plot(bins: pd.DataFrame, stem: Path) -> list[Path]:
     ax.set_ylabel("forgetting: acc before - acc after")
     if len(bins):
         ax.legend(fontsize=7)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def all_plots(agg: Aggregated, out_dir: str | Path) -> list[Path]:

@@ -30,8 +30,8 @@ def _table():
     from actlab.post.latex import Column, TableSpec
 
     return TableSpec(columns=tuple(Column(m, m.split("/")[1]) for m in METRICS), scale=100.0, precision=1,
-                     caption="Population pretraining: validation top-1 (\\%) on the train users, "
-                             "mean $\\pm$ SE over seeds", row_header="Grid point")
+                     caption="Population pretraining: validation top-1 in percent on the train users, "
+                             "mean and SE over seeds", row_header="Grid point")
 
 
 def _plots(agg, out_dir):

@@ -178,7 +178,8 @@ def run(cfg: DictConfig) -> Path:
         torch.set_num_threads(int(cfg.threads))
         train_streams = open_split(cfg.data, "pretrain")
         val_streams = open_split(cfg.data, "train")
-        inputs = {f"stream/{s.user}": s.sha256 for s in [*train_streams, *val_streams]}
+        inputs = ({f"pretrain/{s.user}": s.sha256 for s in train_streams}
+                  | {f"val/{s.user}": s.sha256 for s in val_streams})
         with session.running(inputs, labels={}) as active:
             t0 = time.monotonic()
             train_ds: Dataset = ConcatDataset([s.dataset for s in train_streams])
@@ -217,7 +218,8 @@ def _export(cfg: DictConfig, store: RunStore, export: Path) -> Path:
     save_checkpoint(model, export, {"metrics": summary, "run": str(store.folder)})
     atomic_write_json(metrics_path(export), summary | {
         "history": history, "run": str(store.folder),
-        "pretrain_users": sorted(k.split("/", 1)[1] for k in record["inputs"] if k.startswith("stream/")),
+        **{f"{split}_users": sorted(k.split("/", 1)[1] for k in record["inputs"] if k.startswith(f"{split}/"))
+           for split in ("pretrain", "val")},
     })
     print(f"{export}: " + ", ".join(f"{k}={summary[k]:.3f}" for k in
                                     ("val/verb/top1", "val/noun/top1", "val/action/top1", "train/loss")))
