@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(__file__).resolve().parent / ".cache"
 DATA, SPLITS = CACHE / "egotoy", CACHE / "splits"
-MODEL_CFG = REPO / "configs" / "model" / "egotoy_small.yaml"
+MODEL_CFG = REPO / "configs" / "continual" / "model" / "egotoy_small.yaml"
 TRAIN_USERS = ("68", "265", "324")
 # One intra-op thread by default: a stream task asks Slurm for one CPU (configs/resources/default.yaml),
 # and on a shared 2-core machine two OpenMP threads of one process stall each other whenever the
@@ -27,14 +27,14 @@ torch.set_num_threads(THREADS)
 
 
 def data_cfg(max_clips: int | None = None) -> DictConfig:
-    """configs/data/egotoy.yaml pointing at the benchmark cache (data generated on first use)."""
+    """configs/continual/data/egotoy.yaml pointing at the benchmark cache (data generated on first use)."""
     ensure()
     return _data_cfg(max_clips)
 
 
 def _data_cfg(max_clips: int | None = None) -> DictConfig:
     cfg = OmegaConf.create({"paths": {"data": str(DATA), "splits": str(SPLITS)},
-                            "data": OmegaConf.load(REPO / "configs" / "data" / "egotoy.yaml")})
+                            "data": OmegaConf.load(REPO / "configs" / "continual" / "data" / "egotoy.yaml")})
     OmegaConf.resolve(cfg)
     cfg.data.max_clips = max_clips
     return cfg.data

@@ -1,7 +1,7 @@
 """Peak memory of a stream job: as the stream grows 4x, and for replay with memory 64 / 1,000 / full.
 
 Each point is a fresh process running the real stream job (`actlab.families.continual.engine.stream_job.run` on
-configs/stream.yaml, W&B disabled, hindsight on) that reports its own peak RSS
+configs/continual/stream.yaml, W&B disabled, hindsight on) that reports its own peak RSS
 (VmHWM of /proc/self/status) when done. The stream grows 48 -> 96 -> 192 clips
 (`data.max_clips`), with the clip cache on (the egotoy default: decoded clips kept, so memory
 grows by design) and off (should stay flat).
@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 from hydra import compose, initialize_config_dir
 from actlab.families.continual.engine.stream_job import run
 repo, overrides = sys.argv[1], json.loads(sys.argv[2])
-with initialize_config_dir(config_dir=repo + "/configs", version_base="1.3"):
+with initialize_config_dir(config_dir=repo + "/configs/continual", version_base="1.3"):
     cfg = compose("stream", overrides=overrides)
 run(cfg)
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child of a big

@@ -30,12 +30,12 @@ from actlab.families.continual.methods.base import cross_entropy
 from actlab.families.continual.metrics.online import OnlineMetrics
 
 BATCH = 4
-CHECKPOINT_EVERY = 25          # configs/stream.yaml
+CHECKPOINT_EVERY = 25          # configs/continual/stream.yaml
 MEMORY = 64
 
 
 def method(name: str):
-    cfg = OmegaConf.load(_egotoy.REPO / "configs" / "method" / f"{name}.yaml")
+    cfg = OmegaConf.load(_egotoy.REPO / "configs" / "continual" / "method" / f"{name}.yaml")
     if name == "replay":
         cfg.memory_size = MEMORY
     return instantiate(cfg)

@@ -4,8 +4,9 @@ Needs root (cluster/local_slurm/start.sh starts munged, MariaDB and the Slurm da
 with a message otherwise. The benchmark runs its own cluster (state in /var/tmp/actlab-slurm-bench,
 ports 9817..9820, MaxArraySize 1001) so it never touches a cluster someone else is using, and stops
 it afterwards when it started it.
-The grid: 20 users x 100 seeds of a throwaway experiment (configs copied to a temp dir), the task
-`actlab.launch.echo_job:run`, submitted held (`--hold`) so nothing runs, then cancelled.
+The grid: 20 users x 100 seeds of a throwaway continual experiment (configs copied to a temp dir),
+submitted held (`--hold`) so nothing runs, then cancelled. `make grid` submits the whole pipeline:
+the arrays and the aggregation job (no transfer step: `transfer: none`).
 Launcher: `jobs/grid.py` in a subprocess (validation of every grid point, manifest, code snapshot,
 submitit arrays of <= MaxArraySize); sbatch calls counted by a PATH shim in front of sbatch.
 Baseline: `sbatch --hold --parsable --wrap true` once per task, for 200 tasks, extrapolated per task
@@ -93,7 +94,7 @@ def main() -> None:
             shutil.copytree(REPO / "configs", tmp / "configs")
             users = ", ".join(str(1000 + u) for u in range(USERS))
             seeds = ", ".join(str(s) for s in range(SEEDS))
-            (tmp / "configs" / "experiment" / "bench_submit.yaml").write_text(
+            (tmp / "configs" / "continual" / "experiment" / "bench_submit.yaml").write_text(
                 f"# @package _global_\nexperiment: bench_submit\nusers: [{users}]\nseeds: [{seeds}]\n"
                 "grid: {}\nreference: null\ntransfer: none\n")
             shim = tmp / "shim"
@@ -103,11 +104,11 @@ def main() -> None:
             (shim / "sbatch").write_text(f"#!/bin/sh\necho x >> {calls}\nexec {shutil.which('sbatch')} \"$@\"\n")
             (shim / "sbatch").chmod(0o755)
             argv = ["experiment=bench_submit", "cluster=local_slurm", f"cluster.env.SLURM_CONF={conf}",
-                    f"config_dir={tmp / 'configs'}", "job=actlab.launch.echo_job:run", "+cluster.sbatch.hold=true"]
+                    f"configs={tmp / 'configs'}", "+cluster.sbatch.hold=true"]
             grid = subprocess.run([sys.executable, "-c", TIMED_GRID, json.dumps(argv)], cwd=tmp, capture_output=True,
                                   text=True, timeout=3600,
                                   env=env | {"ACTLAB_ROOT": str(tmp), "PATH": f"{shim}:{os.environ['PATH']}"})
-            ids += re.findall(r"submitted array (\d+)", grid.stdout)
+            ids += re.findall(r"submitted (?:array|aggregate job) (\d+)", grid.stdout)
             if grid.returncode != 0:
                 raise RuntimeError(f"jobs/grid.py failed ({grid.returncode}):\n{grid.stderr[-3000:]}")
             phases = json.loads(grid.stdout.strip().splitlines()[-1])

@@ -1,11 +1,21 @@
 """Table of a sweep's tasks: `python jobs/status.py [SWEEP]` (default: the latest sweep)."""
 import sys
 
-from actlab.launch.manifest import latest_sweep
+from actlab.launch.cli import fail
+from actlab.launch.manifest import default_sweeps_root, latest_sweep
 from actlab.launch.status import format_table, sweep_status
-from actlab.launch.submit import REPO
+
+
+def main(argv: list[str]) -> int:
+    try:
+        sweep = argv[0] if argv and argv[0] else latest_sweep(default_sweeps_root())
+        table = sweep_status(sweep)
+    except (ValueError, OSError) as e:
+        return fail("status", e)
+    print(sweep)
+    print(format_table(table))
+    return 0
+
 
 if __name__ == "__main__":
-    sweep = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else latest_sweep(REPO / "sweeps")
-    print(sweep)
-    print(format_table(sweep_status(sweep)))
+    sys.exit(main(sys.argv[1:]))

@@ -135,3 +135,29 @@ def test_make_run_local_runs_every_step_in_order(tmp_path, data_cfg, egotoy_spli
     for run in iter_runs(tmp_path / "results", "egotoy_main"):
         if run.labels["variant"] != "label_window":    # transfer: all -> both users' streams
             assert sorted(p.stem for p in (run.folder / "transfer").glob("*.json")) == ["265", "68"]
+
+
+@pytest.mark.slow
+def test_make_run_pretrain_grid_local_gives_mean_and_se_over_seeds(tmp_path, data_cfg, egotoy_splits):
+    """The second job kind through the same launcher on the local executor: 2 lr x 2 seeds, no units."""
+    import pandas as pd
+
+    out = subprocess.run([sys.executable, str(REPO / "jobs/run.py"), "experiment=egotoy_pretrain_lr", "cluster=local",
+                          "resources.array_parallelism=2", "--", "epochs=1", "data.max_clips=4", "num_workers=0",
+                          "wandb.mode=disabled", f"paths.data={data_cfg.root}", f"paths.splits={egotoy_splits}"],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         env=os.environ | {"ACTLAB_ROOT": str(tmp_path)}, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (sweep,) = (tmp_path / "sweeps" / "egotoy_pretrain_lr").iterdir()
+    tidy = pd.read_csv(sweep / "report" / "aggregate.csv")
+    acc = tidy[tidy.metric == "val/action/top1"].pivot(index="group", columns="stat", values="value")
+    assert sorted(acc["n"]) == [2.0, 2.0]
+    # mean and SE over the two seeds of each group, from the runs' own summaries
+    runs = list(iter_runs(tmp_path / "results", "egotoy_pretrain_lr"))
+    assert len(runs) == 4 and {r.identity.unit for r in runs} == {None}
+    for group, row in acc.iterrows():
+        vals = [r.summary["val/action/top1"] for r in runs if r.identity.group == group]
+        assert row["mean"] == pytest.approx(sum(vals) / 2)
+        assert row["se"] == pytest.approx(abs(vals[0] - vals[1]) / 2)   # sd(ddof=1)/sqrt(2) of two values
+    assert (sweep / "report" / "val_action_top1.png").exists()
+    assert "\\begin{tabular}" in out.stdout and "lr=0.005" in out.stdout

@@ -1,1 +1,1 @@
-"""actlab: per-user continual adaptation of video action-recognition models, on Slurm."""
+"""actlab: experiment families of video action-recognition research on one Slurm engine (docs/families.md)."""

@@ -162,12 +162,8 @@ def refuse_identity_keys(keys: list[str], family: Family, where: str) -> None:
         key = raw.lstrip("+")
         if key in identity and not key.endswith("."):
             raise ValueError(f"{where}: `{key}` is an identity key (set by the launcher), not a grid key"
-                             + (f"; list the units in the experiment's `{_units_key(family)}`" if key == family.unit else "")
+                             + (f"; the experiment lists the {family.name} family's units" if key == family.unit else "")
                              + ("; list seeds in `seeds:`" if key == "seed" else ""))
-
-
-def _units_key(family: Family) -> str:
-    return "users" if family.unit == "user" else f"{family.unit}s"
 
 
 def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Path,

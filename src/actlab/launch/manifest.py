@@ -109,6 +109,11 @@ def new_sweep(sweeps_root: str | Path, experiment: str, submitted: str) -> Path:
             continue
 
 
+def default_sweeps_root() -> Path:
+    """Where `make` finds sweeps without SWEEP=: paths/default.yaml's `sweeps` ($ACTLAB_ROOT, else here)."""
+    return Path(os.environ.get("ACTLAB_ROOT") or os.getcwd()) / "sweeps"
+
+
 def latest_sweep(sweeps_root: str | Path) -> Path:
     """The sweep submitted last (folder names start with the submit timestamp), over all experiments:
     what `make status`, `make resubmit` and `make tables` act on without SWEEP=."""

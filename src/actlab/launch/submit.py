@@ -92,16 +92,27 @@ def _plain_list(value: Any) -> list[Any]:
     return items
 
 
-def max_array_size(cluster: dict[str, Any]) -> int:
+def max_array_size(cluster: dict[str, Any], dry: bool = False) -> int:
+    """The profile's `max_array_size`, else the cluster's MaxArraySize (`scontrol show config`).
+    A dry run on a machine that cannot ask the cluster (no Slurm, another cluster's config) uses
+    Slurm's default, 1001, and says so."""
     if cluster.get("max_array_size"):
         return int(cluster["max_array_size"])
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60,
-                         env=os.environ | cluster_env(cluster))
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60,
+                             env=os.environ | cluster_env(cluster))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        out = subprocess.CompletedProcess([], 1, "", str(e))
     for line in out.stdout.splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "MaxArraySize":
             return int(value.strip())
-    raise RuntimeError(f"MaxArraySize not found in `scontrol show config` ({out.stderr.strip()})")
+    if dry:
+        print(f"dry run: could not ask the cluster for MaxArraySize ({out.stderr.strip()[:200]}); "
+              f"using Slurm's default 1001 (set cluster.max_array_size to be exact)")
+        return 1001
+    raise RuntimeError(f"MaxArraySize not found in `scontrol show config` ({out.stderr.strip()}); "
+                       f"set cluster.max_array_size in the cluster profile")
 
 
 def cluster_env(cluster: dict[str, Any]) -> dict[str, str]:
@@ -175,7 +186,7 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
     cluster, resources = manifest.cluster, manifest.resources
     env = cluster_env(cluster)
     os.environ.update(env)   # sbatch/squeue/sacct of submitit use SLURM_CONF from here
-    limit = max_array_size(cluster)
+    limit = max_array_size(cluster, dry)
     params = slurm_parameters(cluster, resources, sweep, f"actlab-{manifest.experiment}")
     if dependency:   # e.g. afterok:<pretraining job>; never pending forever on a failed dependency
         params["additional_parameters"] = dict(params["additional_parameters"]) | {

@@ -26,7 +26,8 @@ SWEEP_KEYS = ("experiment", "family", "results")          # required; "units" an
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--results", help="results root (default: the sweep's, else results)")
-    p.add_argument("--sweep", help=f"sweep folder; its {SWEEP_FILE} names experiment, family, results, units")
+    p.add_argument("--sweep", help=f"sweep folder, or `latest` (the last submitted under $ACTLAB_ROOT/sweeps, "
+                                   f"else ./sweeps); its {SWEEP_FILE} names experiment, family, results, units")
     p.add_argument("--experiment", help="only this experiment (plus the groups its runs name as reference)")
     p.add_argument("--family", help="the runs' family (default: the sweep's, else the one the runs record)")
     p.add_argument("--source", choices=["store", "wandb-offline", "wandb-api"], default="store")
@@ -39,7 +40,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--units", nargs="*", help="expected units, e.g. user ids (default: every unit with a run)")
     p.add_argument("--columns", help="table spec YAML: columns, rows, precision, scale, caption")
     p.add_argument("--precision", type=int)
-    p.add_argument("--out", default="tables", help="output folder (default: tables)")
+    p.add_argument("--out", help="output folder (default: <sweep>/report with --sweep, else tables)")
     return p
 
 
@@ -90,6 +91,12 @@ def request(args: argparse.Namespace) -> Request:
 def run(main: Callable[[argparse.Namespace], None], args: argparse.Namespace, prog: str) -> int:
     """Call `main(args)`; bad input (DataError / ValueError) -> one line on stderr, exit status 2."""
     try:
+        if args.sweep == "latest":
+            from actlab.launch.manifest import default_sweeps_root, latest_sweep
+
+            args.sweep = str(latest_sweep(default_sweeps_root()))
+        if args.out is None:
+            args.out = str(Path(args.sweep) / "report") if args.sweep else "tables"
         main(args)
     except ValueError as e:          # DataError is a ValueError
         print(f"{prog}: {e}", file=sys.stderr)

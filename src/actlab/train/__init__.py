@@ -1,1 +1,1 @@
-"""Offline training: the population (pretrained) model."""
+"""Training shared by the families: the resumable supervised loop (loop.py)."""

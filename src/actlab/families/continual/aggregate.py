@@ -2,7 +2,7 @@
 OAG / HAG against the reference group, transfer matrices, forgetting bins, decorrelated OAG and
 OAG along the stream.
 
-Conventions (see /work/shared/reference/continual.md):
+Conventions (docs/protocol.md):
 - Units are users; seeds and resubmissions as in actlab.post.tables (latest submission per
   (group, user, seed), mean over seeds first, mean +- SE over users).
 - The reference of a group is `reference_group` when given (`--reference-group`), else the group

@@ -1,5 +1,5 @@
 """User split: rank users by clip minutes, the top `pool_size` form the train/test pool, everyone
-else (and the NaN user) is the pretrain population. See shared/reference/continual.md.
+else (and the NaN user) is the pretrain population. See docs/protocol.md.
 
 Criteria: "paper" takes the published train/test user ids (ids absent from the data are reported in
 `absent_users`, never silently dropped); "random" permutes the pool with a seed and takes

@@ -1,6 +1,6 @@
 """One user's stream: annotation rows -> ordered, non-overlapping fixed-length clips.
 
-Protocol (shared/reference/continual.md): order by (origin_video_id, clip_parent_start_sec,
+Protocol (docs/protocol.md): order by (origin_video_id, clip_parent_start_sec,
 action_idx); first-come-first-served overlap policy within a clip; each kept annotation cut into
 consecutive clips of `clip_seconds`, sampled in annotation-relative time (the fixed version of
 upstream's untrimmed sampler, whose 2nd+ clips went out of range); actions unseen in pretraining
