@@ -1,7 +1,6 @@
 """Models: shapes, the factory configs, checkpoint loading in every accepted layout."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from actlab.errors import DataError
 from actlab.families.continual.models.weights import load_checkpoint, save_checkpoint
 from actlab.families.continual.models.factory import x3d_small
 from actlab.families.continual.models.video import VideoClassifier
-from conftest import require
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "continual"
 

@@ -46,7 +46,6 @@ class Family:
     table: Callable[[], "TableSpec"]         # the default LaTeX table of the family's report
     plots: Callable[["Aggregated", Path], list[Path]] = lambda agg, out: []
     steps: tuple[PipelineStep, ...] = ()
-    doc: str = ""                    # one line for `make help`-style listings
 
     def job_function(self) -> Callable[[DictConfig], Any]:
         module, _, name = self.job.partition(":")

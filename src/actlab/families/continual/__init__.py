@@ -57,5 +57,4 @@ FAMILY = Family(
         PipelineStep("transfer", "jobs/transfer.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                      enabled=lambda cfg: str(cfg.get("transfer") or "none") != "none"),
     ),
-    doc="per-user continual adaptation (Ego4D / egotoy): OAG, HAG, transfer, forgetting",
 )

@@ -50,5 +50,4 @@ FAMILY = Family(
     aggregate=_aggregate,
     table=_table,
     plots=_plots,
-    doc="population pretraining of the continual model (a grid over optimiser settings x seeds)",
 )
