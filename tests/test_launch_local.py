@@ -159,5 +159,5 @@ def test_make_run_pretrain_grid_local_gives_mean_and_se_over_seeds(tmp_path, dat
         vals = [r.summary["val/action/top1"] for r in runs if r.identity.group == group]
         assert row["mean"] == pytest.approx(sum(vals) / 2)
         assert row["se"] == pytest.approx(abs(vals[0] - vals[1]) / 2)   # sd(ddof=1)/sqrt(2) of two values
-    assert (sweep / "report" / "val_action_top1.png").exists()
+    assert (sweep / "report" / "plots" / "val_action_top1.png").exists()
     assert "\\begin{tabular}" in out.stdout and "lr=0.005" in out.stdout

@@ -81,7 +81,8 @@ def request(args: argparse.Namespace) -> Request:
                         groups=args.groups, cache=args.cache)
     runs = select_experiment(runs, experiment)
     if not runs.rows:
-        raise DataError(f"{results}: no completed runs" + (f" of experiment {experiment}" if experiment else ""))
+        where = {"store": results, "wandb-offline": args.wandb_dir}.get(args.source, args.wandb_path)
+        raise DataError(f"{where} ({args.source}): no completed runs" + (f" of experiment {experiment}" if experiment else ""))
     name = args.family or meta.get("family") or recorded_family(runs)
     family = families.get(name)
     runs = select_family(runs, family.name)
