@@ -79,10 +79,6 @@ def iter_record_bytes(path: str | Path) -> Iterator[bytes]:
             pending = []
 
 
-def _value(json_text: str) -> Any:
-    return json.loads(json_text)
-
-
 @dataclass
 class OfflineRun:
     """What postprocess needs from one W&B run id, merged over its record logs."""
