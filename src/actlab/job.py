@@ -78,8 +78,8 @@ def file_sha256(path: str | Path) -> str:
 class ActiveRun:
     """A run between `begin` and `finish`: its store and W&B mirror."""
 
-    def __init__(self, session: "RunSession", mirror: Any) -> None:
-        self.session, self.store, self.mirror, self.finished = session, session.store, mirror, False
+    def __init__(self, store: RunStore, mirror: Any) -> None:
+        self.store, self.mirror, self.finished = store, mirror, False
 
     def log(self, step: int, values: dict[str, float], step_name: str = "batch") -> None:
         if self.mirror is not None:
@@ -117,7 +117,7 @@ class RunSession:
 
             mirror = WandbMirror(self.identity, OmegaConf.to_container(cfg, resolve=True), inputs, labels,
                                  cfg.paths.wandb, cfg.wandb.mode)
-        run = ActiveRun(self, mirror)
+        run = ActiveRun(self.store, mirror)
         try:
             yield run
         except preemption.Preempted:
