@@ -138,8 +138,6 @@ def train_population(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None
     loop = LoopConfig(epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
                       checkpoint_every=int(cfg.get("checkpoint_every") or 0), num_workers=int(cfg.num_workers),
                       max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes))
-    if len(train_ds) == 0:
-        raise ValueError("pretraining data set is empty")
     start = time.monotonic()
     result = fit(model, train_ds, config=loop, make_optimizer=instantiate(cfg.optimizer),
                  make_scheduler=lambda opt, per_epoch, total: torch.optim.lr_scheduler.LambdaLR(

@@ -25,6 +25,7 @@ from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
 from actlab.families.continual.engine.clip_cache import InMemoryClips
 from actlab.families.continual.engine.transfer import StreamEvaluator
 from actlab.families.continual import artifacts
+from actlab.results import layout
 from actlab.results.store import Artifact, RunRecord, RunStore, iter_runs
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ MODES = ("diagonal", "all")
 
 
 def _run_config(record: RunRecord) -> DictConfig:
-    return OmegaConf.create(yaml.safe_load((record.folder / "config.yaml").read_text()))
+    return OmegaConf.create(yaml.safe_load((record.folder / layout.CONFIG).read_text()))
 
 
 def run(cfg: DictConfig) -> int:
