@@ -144,15 +144,33 @@ def parse_task_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def expand_grid(grid: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
-    """Cartesian product, in the order of the keys as written: [{key: value, ...}, ...]."""
+def expand_grid(grid: dict[str, list[Any]] | list[dict[str, list[Any]]] | None) -> list[dict[str, Any]]:
+    """Cartesian product, in the order of the keys as written: [{key: value, ...}, ...].
+
+    A list of such mappings is the union of their products, in order, each point once: one
+    experiment can hold rows of different methods (a paper table: SGD at one lr, replay at
+    another, the label window), which no single product expresses.
+    """
     if not grid:
         return [{}]
+    if isinstance(grid, list):
+        points: list[dict[str, Any]] = []
+        for k, sub in enumerate(grid):
+            if not isinstance(sub, dict) or not sub:
+                raise ValueError(f"grid[{k}]: expected a non-empty mapping of key: [values], got {sub!r}")
+            points += [p for p in expand_grid(sub) if p not in points]
+        return points
     keys = list(grid)
     for k in keys:
         if not isinstance(grid[k], list) or not grid[k]:
             raise ValueError(f"grid key `{k}`: expected a non-empty list of values, got {grid[k]!r}")
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def grid_keys(grid: dict[str, list[Any]] | list[dict[str, list[Any]]] | None) -> list[str]:
+    """Every key a grid (or a list of sub-grids) sweeps."""
+    subs = grid if isinstance(grid, list) else [grid or {}]
+    return list(dict.fromkeys(k for sub in subs if isinstance(sub, dict) for k in sub))
 
 
 def refuse_identity_keys(keys: list[str], family: Family, where: str) -> None:
@@ -186,8 +204,8 @@ def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Pa
     except Exception as e:
         raise ValueError(f"experiment {experiment}: task_overrides {task_overrides} are invalid: {e}") from e
     grid_spec = OmegaConf.to_container(base.grid, resolve=True) if base.get("grid") else None
-    refuse_identity_keys(list(grid_spec or {}), family, f"experiment {experiment}: grid")
-    clash = {k.lstrip("+") for k in task_overrides} & set(grid_spec or {})
+    refuse_identity_keys(grid_keys(grid_spec), family, f"experiment {experiment}: grid")
+    clash = {k.lstrip("+") for k in task_overrides} & set(grid_keys(grid_spec))
     if clash:
         raise ValueError(f"experiment {experiment}: task_overrides set {sorted(clash)}, which the grid sweeps")
     overrides_list = expand_grid(grid_spec)
