@@ -9,7 +9,8 @@ from actlab.families.continual.data.split import make_splits, write_splits
 @hydra.main(config_path="../configs/continual", config_name="split", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     d, s = cfg.data, cfg.data.split
-    df = load_annotations(d.root, metadata=d.metadata, annotations_dir=d.annotations_dir)
+    df = load_annotations(d.root, metadata=d.metadata, annotations_dir=d.annotations_dir,
+                          missing_origin=d.missing_origin)
     splits = make_splits(df, criterion=s.criterion, seed=s.seed, pool_size=s.pool_size,
                          train_users=list(s.train_users), test_users=list(s.test_users),
                          n_train=s.n_train, n_test=s.n_test)

@@ -101,6 +101,26 @@ def test_pool_users_rank_top6_by_minutes_and_one_null_video(small):
     assert [v["fb_participant_id"] for v in videos.values()].count(None) == 1
 
 
+def test_streams_follow_the_recordings_origin_order_not_the_video_uid(small):
+    """Each video has its own recording id (origin_video_id, numbered in recording order, unlike
+    the random video_uid); a stream built from the generated files visits videos in origin order,
+    which for some user differs from the video_uid order, so a wrong sort key changes a stream."""
+    from actlab.families.continual.data.ego4d import load_annotations
+    from actlab.families.continual.data.stream_builder import StreamSpec, build_stream
+
+    videos = _videos(small)
+    assert all(isinstance(v["origin_video_id"], str) and v["origin_video_id"] != uid for uid, v in videos.items())
+    df = load_annotations(small)
+    spec = StreamSpec(num_frames=8, sampling_rate=2, target_fps=FPS, drop_unseen=False)
+    differs = 0
+    for uid in POOL_USERS:
+        clips, _ = build_stream(df[df["user"] == str(uid)], spec)
+        visited = list(dict.fromkeys(c.video_uid for c in clips))          # videos in stream order
+        assert [videos[v]["origin_video_id"] for v in visited] == sorted(videos[v]["origin_video_id"] for v in visited)
+        differs += visited != sorted(visited)
+    assert differs > 0
+
+
 def test_overlapping_annotations_exist_of_both_kinds(small):
     by_clip = defaultdict(list)
     for r in _rows(small):

@@ -17,7 +17,7 @@ from test_data_video import write_mp4
 
 def data_config(root, **over):
     cfg = {"root": str(root), "clips_dir": str(root / "clips"), "splits_dir": str(root / "splits"),
-           "num_frames": 8, "sampling_rate": 2, "target_fps": 15, "crop_size": 64,
+           "num_frames": 8, "sampling_rate": 2, "target_fps": 15, "short_side": 64, "crop_size": 64,
            "mean": [0.45] * 3, "std": [0.225] * 3, "drop_unseen": True, "max_clips": None,
            "on_bad_video": "raise"}
     return OmegaConf.create(cfg | over)
@@ -74,9 +74,11 @@ def test_missing_column_names_column_and_file(tmp_path):
 
 
 def test_video_missing_from_metadata_is_the_nan_user(tmp_path):
-    write_dataset(tmp_path, videos=[{"video_uid": "vA", "fb_participant_id": 1}])
+    write_dataset(tmp_path, videos=[{"video_uid": "vA", "fb_participant_id": 1, "origin_video_id": "oA"}])
     df = load_annotations(tmp_path)
     assert set(df.loc[df["video_uid"] != "vA", "user"]) == {None}
+    # no metadata, no origin (upstream's right join leaves it NaN); not an error: the video has no entry
+    assert set(df.loc[df["video_uid"] != "vA", "origin_video_id"]) == {None}
 
 
 def test_unknown_user_names_user_and_split_files(root):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actlab.errors import DataError
 from actlab.families.continual.data.ego4d import load_annotations
 from actlab.families.continual.data.split import NAN_USER, make_splits, user_minutes, write_splits
 
@@ -30,13 +31,15 @@ VAL_ROWS = [
     row("cD1", "vD", 0, 180, 0, 1, 3, 1, 1),
     row("cF1", "vF", 0, 60, 0, 1, 3, 3, 3),
 ]
+# origin_video_id: the recording's own (university-assigned) id, a string for every video.
 VIDEOS = [
-    {"video_uid": "vA", "fb_participant_id": 1, "duration_sec": 500.0, "scenarios": ["Cooking"]},
-    {"video_uid": "vB", "fb_participant_id": 2, "duration_sec": 700.0},
-    {"video_uid": "vC", "fb_participant_id": 3},
-    {"video_uid": "vD", "fb_participant_id": 4},
-    {"video_uid": "vE", "fb_participant_id": None},
-    {"video_uid": "vF"},  # real ego4d.json: the key may be missing altogether
+    {"video_uid": "vA", "fb_participant_id": 1, "duration_sec": 500.0, "scenarios": ["Cooking"],
+     "origin_video_id": "subject1_video0"},
+    {"video_uid": "vB", "fb_participant_id": 2, "duration_sec": 700.0, "origin_video_id": "subject2_video0"},
+    {"video_uid": "vC", "fb_participant_id": 3, "origin_video_id": "subject3_video0"},
+    {"video_uid": "vD", "fb_participant_id": 4, "origin_video_id": "subject4_video0"},
+    {"video_uid": "vE", "fb_participant_id": None, "origin_video_id": "x_video0"},
+    {"video_uid": "vF", "origin_video_id": "x_video1"},  # real ego4d.json: the participant key may be missing
 ]
 
 
@@ -59,8 +62,43 @@ def test_load_joins_users_and_merges_train_val(df):
     assert sorted(df["source"].unique()) == ["train", "val"]
     assert dict(zip(df["clip_uid"], df["user"])) == {
         "cA1": "1", "cA2": "1", "cB1": "2", "cC1": "3", "cD1": "4", "cE1": None, "cF1": None}
-    assert (df["origin_video_id"] == df["video_uid"]).all()
+    # origin_video_id comes from the metadata, not from the annotation's video_uid
+    assert dict(zip(df["clip_uid"], df["origin_video_id"])) == {
+        "cA1": "subject1_video0", "cA2": "subject1_video0", "cB1": "subject2_video0", "cC1": "subject3_video0",
+        "cD1": "subject4_video0", "cE1": "x_video0", "cF1": "x_video1"}
     assert df["verb_label"].dtype == np.int64 and df["action_clip_start_sec"].dtype == np.float64
+
+
+@pytest.mark.parametrize("missing", [{}, {"origin_video_id": None}])
+def test_video_without_origin_is_an_error_naming_file_and_video(tmp_path, missing):
+    """Real metadata gives every video an origin_video_id (a string); without it the stream order
+    is unknown, so loading stops instead of falling back to the video_uid."""
+    videos = [dict(v) for v in VIDEOS]
+    del videos[1]["origin_video_id"]
+    videos[1] |= missing
+    write_dataset(tmp_path, videos=videos)
+    with pytest.raises(DataError, match=r"ego4d.json: videos\[1\] \(video_uid vB\) has no `origin_video_id`"
+                                        r".*data.missing_origin"):
+        load_annotations(tmp_path)
+
+
+def test_missing_origin_last_is_upstreams_nan_origin(tmp_path):
+    """data.missing_origin=last: the origin stays empty (None) and the stream sorts those rows
+    after every other origin, as upstream's NaN origin does."""
+    videos = [dict(v) for v in VIDEOS]
+    del videos[1]["origin_video_id"]
+    df = load_annotations(write_dataset(tmp_path, videos=videos), missing_origin="last")
+    assert df.loc[df["video_uid"] == "vB", "origin_video_id"].tolist() == [None]
+    assert df.loc[df["video_uid"] == "vA", "origin_video_id"].tolist() == ["subject1_video0"] * 3  # cA1 x2, cA2
+    with pytest.raises(ValueError, match="data.missing_origin"):
+        load_annotations(tmp_path, missing_origin="video_uid")
+
+
+def test_origin_must_be_a_string(tmp_path):
+    videos = [dict(v) for v in VIDEOS]
+    videos[2]["origin_video_id"] = 7
+    with pytest.raises(DataError, match=r"videos\[2\] \(video_uid vC\): `origin_video_id` must be a string"):
+        load_annotations(write_dataset(tmp_path, videos=videos))
 
 
 def test_ranking_by_clip_minutes_counts_each_clip_once(df):

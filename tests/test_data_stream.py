@@ -33,6 +33,26 @@ def test_order_by_video_then_parent_start_then_action_idx():
     assert [c.index for c in clips] == [0, 1, 2, 3]
 
 
+def test_origin_video_id_not_video_uid_is_the_first_sort_key():
+    # video_uid order: vA < vB; origin order: vB's recording ("rec1") before vA's ("rec2")
+    rows = [row("cA", "vA", 0, 10, 0, 0, 1, 1, 0), row("cB", "vB", 50, 60, 0, 0, 1, 2, 0)]
+    origins = {"vA": "rec2", "vB": "rec1"}
+    df = pd.DataFrame(rows).assign(origin_video_id=lambda d: d["video_uid"].map(origins))
+    clips, _ = build_stream(df, ONE_SEC)
+    assert [c.clip_uid for c in clips] == ["cB", "cA"]
+    assert [c.clip_uid for c in build_stream(frame(rows), ONE_SEC)[0]] == ["cA", "cB"]  # by video_uid
+
+
+def test_rows_without_origin_sort_last_and_a_missing_column_is_an_error():
+    # upstream: a NaN origin sorts after every origin (pandas na_position="last")
+    rows = [row("cA", "vA", 0, 10, 0, 0, 1, 1, 0), row("cB", "vB", 0, 10, 0, 0, 1, 2, 0),
+            row("cC", "vC", 0, 10, 0, 0, 1, 3, 0)]
+    df = pd.DataFrame(rows).assign(origin_video_id=[None, "z", "a"])
+    assert [c.clip_uid for c in build_stream(df, ONE_SEC)[0]] == ["cC", "cB", "cA"]
+    with pytest.raises(DataError, match="origin_video_id.*make split"):
+        build_stream(pd.DataFrame(rows), ONE_SEC)
+
+
 def test_overlap_policy_every_branch():
     rows = [
         row("c1", "v", 0, 10, 0, 0.0, 2.0, 0, 0),  # kept whole -> 2 clips, cursor 2

@@ -9,6 +9,7 @@ import pytest
 
 from actlab.families.continual.data.records import StreamClip
 from actlab.families.continual.metrics import decorrelated_mask, stream_statistics
+from actlab.families.continual.metrics.decorrelated import task_decorrelated_mask
 from actlab.families.continual.metrics.stream_stats import mean_unique_in_windows
 
 
@@ -48,8 +49,28 @@ def test_windows_and_empty_stream():
     assert math.isnan(s["label_change_fraction"])
 
 
-def test_decorrelated_mask_golden():
+def test_decorrelated_mask_one_label_sequence():
+    # Sample 0 is decorrelated (upstream keeps it); then "differs from the previous label".
     m = decorrelated_mask(["a", "a", "b", "b", "a"])
-    assert m.dtype == np.bool_ and m.tolist() == [False, False, True, False, True]
-    assert decorrelated_mask([3, 4, 4]).tolist() == [False, True, False]
+    assert m.dtype == np.bool_ and m.tolist() == [True, False, True, False, True]
+    assert decorrelated_mask([3, 4, 4]).tolist() == [True, True, False]
     assert decorrelated_mask([]).tolist() == []
+
+
+# (verb, noun) per sample:  (0,0) (0,0) (1,0) (1,1) (2,1) (3,2)
+VERBS, NOUNS = [0, 0, 1, 1, 2, 3], [0, 0, 0, 1, 1, 2]
+
+
+def test_decorrelated_action_needs_verb_and_noun_to_change():
+    # sample 0: first -> True; 1: same pair -> False; 2: verb 0->1 but noun 0->0 -> False;
+    # 3: verb 1->1 -> False; 4: verb 1->2 but noun 1->1 -> False; 5: verb 2->3 AND noun 1->2 -> True.
+    # (The old rule, "the action key differs", would mark samples 2, 3 and 4 as well.)
+    assert decorrelated_mask(VERBS, NOUNS).tolist() == [True, False, False, False, False, True]
+    assert task_decorrelated_mask(VERBS, NOUNS, "action").tolist() == [True, False, False, False, False, True]
+    # verb alone: 0 0 1 1 2 3 -> changes at 2, 4, 5; noun alone: 0 0 0 1 1 2 -> changes at 3, 5
+    assert task_decorrelated_mask(VERBS, NOUNS, "verb").tolist() == [True, False, True, False, True, True]
+    assert task_decorrelated_mask(VERBS, NOUNS, "noun").tolist() == [True, False, False, True, False, True]
+    with pytest.raises(ValueError, match="task"):
+        task_decorrelated_mask(VERBS, NOUNS, "scene")
+    with pytest.raises(ValueError, match="same length"):
+        decorrelated_mask([0, 1], [0])

@@ -1,7 +1,7 @@
 """egotoy: a small, deterministic egocentric data set in the Ego4D v1 file formats.
 
 Layout written by `generate(out, seed, scale)`:
-  out/ego4d.json                         {"videos": [{video_uid, fb_participant_id, duration_sec, ...}]}
+  out/ego4d.json                         {"videos": [{video_uid, fb_participant_id, origin_video_id, ...}]}
   out/annotations/fho_lta_{train,val}.json {"version", "split", "clips": [LTA rows]} (80/20 by clip)
   out/clips/<clip_uid>.mp4               64x64, 15 fps, yuv420p
   out/taxonomy.json                      {"verbs": [...], "nouns": [...]}
@@ -15,6 +15,9 @@ Why adaptation pays off on it (the properties the engine's sanity checks rely on
   unseen-action filter drops only a few samples.
 The six pool users (68, 265, 324, 59, 23, 17) have the most clip minutes, in that order; pretrain
 users (101..110) and one video without participant id have fewer.
+A video's `origin_video_id` names its recording in recording order (`egotoy_u68_video00`, ...),
+the order the habit chain ran in; its video_uid is random, so a stream sorted by video_uid
+instead of origin visits some user's videos in another order (tests/test_data_egotoy.py).
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class _Clip:
 @dataclass
 class _Video:
     video_uid: str
+    origin_video_id: str                   # the recording's id, numbered in recording order
     user: int | None
     gain: float
     texture_phase: float
@@ -180,8 +184,8 @@ def _plan_videos(u: _User, target: int, n_videos: int, rng: np.random.Generator,
     budget = max(1, round(target / (n_videos * n_clips)))
     state: list[int | None] = [None]
     for vi in range(n_videos):
-        video = _Video(video_uid=_uid(seed, tag, vi), user=u.user,
-                       gain=float(rng.uniform(0.85, 1.15)),
+        video = _Video(video_uid=_uid(seed, tag, vi), origin_video_id=f"egotoy_{tag}_video{vi:02d}",
+                       user=u.user, gain=float(rng.uniform(0.85, 1.15)),
                        texture_phase=float(rng.uniform(0, 2 * np.pi)))
         for ci in range(n_clips):
             clip_seed = int.from_bytes(hashlib.sha256(repr((seed, tag, vi, ci)).encode()).digest()[:4],
@@ -314,7 +318,7 @@ def generate(out: str | os.PathLike, seed: int = 0, scale: float = 1.0,
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
             list(ex.map(render_clip, order, chunksize=4))
     videos = [{"video_uid": v.video_uid, "fb_participant_id": u.user, "duration_sec": v.duration,
-               "video_source": "egotoy", "origin_video_id": v.video_uid}
+               "video_source": "egotoy", "origin_video_id": v.origin_video_id}
               for u in users for v in u.videos]
     atomic_write_json(out / "taxonomy.json", {"verbs": list(VERBS), "nouns": list(NOUNS),
                                               "shapes": list(SHAPES), "colours": list(COLOURS)})

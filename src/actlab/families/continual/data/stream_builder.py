@@ -39,10 +39,12 @@ class StreamSpec:
 
 
 def order_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Stream order; clip_uid breaks remaining ties so the order never depends on input order."""
+    """Stream order; clip_uid breaks remaining ties so the order never depends on input order.
+    A missing (None) origin sorts after every origin, as upstream's NaN does."""
     if "origin_video_id" not in rows.columns:
-        rows = rows.assign(origin_video_id=rows["video_uid"])
-    return rows.sort_values([*ORDER, "clip_uid"], kind="mergesort").reset_index(drop=True)
+        raise DataError("stream rows have no column `origin_video_id` (the first key of the stream order, "
+                        "from ego4d.json): split files written before it was read; re-run `make split`")
+    return rows.sort_values([*ORDER, "clip_uid"], kind="mergesort", na_position="last").reset_index(drop=True)
 
 
 def clip_offsets(duration: float, clip_seconds: float) -> list[float]:

@@ -51,6 +51,24 @@ def seen_actions(data_cfg: Any) -> set[str]:
     return set(doc["user_action_sets"]["user_agnostic"]["action_to_name_dict"])
 
 
+def seen_labels(data_cfg: Any) -> tuple[set[int], set[int]]:
+    """Verb and noun labels of the pretrain population (the sets unseen-class masking lets through)."""
+    path = split_path(data_cfg, "pretrain")
+    sets = load_split(data_cfg, "pretrain")["user_action_sets"].get("user_agnostic")
+    if not isinstance(sets, dict):
+        raise DataError(f"{path}: missing key `user_action_sets.user_agnostic`")
+    out = []
+    for task in ("verb", "noun"):
+        key = f"{task}_to_name_dict"
+        if key not in sets:
+            raise DataError(f"{path}: missing key `user_action_sets.user_agnostic.{key}`")
+        try:
+            out.append({int(label) for label in sets[key]})
+        except ValueError as err:
+            raise DataError(f"{path}: `user_action_sets.user_agnostic.{key}` has a non-integer label ({err})")
+    return out[0], out[1]
+
+
 def spec_of(data_cfg: Any) -> StreamSpec:
     return StreamSpec(num_frames=int(data_cfg.num_frames), sampling_rate=int(data_cfg.sampling_rate),
                       target_fps=float(data_cfg.target_fps), drop_unseen=bool(data_cfg.drop_unseen),
@@ -79,7 +97,8 @@ def make_stream(data_cfg: Any, user: str, rows: list[dict[str, Any]], seen: set[
                                 f"set data.on_bad_video=skip to drop its samples")
         stats["n_skipped_bad_video"] = 0
     dataset = ClipDataset(clips, data_cfg.clips_dir, num_frames=int(data_cfg.num_frames),
-                          crop_size=int(data_cfg.crop_size), mean=list(data_cfg.mean), std=list(data_cfg.std))
+                          short_side=int(data_cfg.short_side), crop_size=int(data_cfg.crop_size),
+                          mean=list(data_cfg.mean), std=list(data_cfg.std))
     return UserStream(user=user, clips=clips, sha256=stream_sha256(clips), stats=stats, dataset=dataset)
 
 

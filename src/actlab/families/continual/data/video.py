@@ -2,9 +2,10 @@
 
 Each item decodes `clips_dir/<clip_uid>.mp4` between the clip's start/end (pytorchvideo
 EncodedVideo, PyAV decoder), subsamples `num_frames` frames uniformly, scales the short side to
-`crop_size`, centre-crops and normalises: the deterministic test-time transform the protocol uses
-for every sample. The dataset holds only plain data (no open file handles), so it pickles into
-DataLoader workers.
+`short_side` (bilinear), centre-crops `crop_size` and normalises: upstream's deterministic
+test-time transform (ShortSideScale 256, CenterCrop 224 on Ego4D; docs/protocol.md), which the
+protocol uses for every sample. The dataset holds only plain data (no open file handles), so it
+pickles into DataLoader workers.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch.utils.data import Dataset
 
 import actlab.compat  # noqa: F401  (must precede the pytorchvideo imports)
 from pytorchvideo.data.encoded_video import EncodedVideo
-from pytorchvideo.transforms.functional import short_side_scale, uniform_crop, uniform_temporal_subsample
+from pytorchvideo.transforms.functional import short_side_scale, uniform_temporal_subsample
 
 from actlab.errors import DataError
 from actlab.families.continual.data.records import StreamClip
@@ -46,32 +47,53 @@ def probe_video(path: Path) -> str | None:
     return None
 
 
-def transform(frames: torch.Tensor, num_frames: int, crop_size: int,
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[..., H, W] -> [..., size, size] at offsets round((H - size) / 2), round((W - size) / 2),
+    Python's half-to-even round as torchvision's CenterCrop (upstream), which differs from a ceil
+    by one pixel when the margin is odd (e.g. a 4:3 frame scaled to 256 x 341 cropped to 224)."""
+    h, w = x.shape[-2:]
+    if min(h, w) < size:
+        raise DataError(f"frames of {h}x{w} are smaller than the crop size {size}")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return x[..., top:top + size, left:left + size]
+
+
+def transform(frames: torch.Tensor, num_frames: int, short_side: int, crop_size: int,
               mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """[C,T,H,W] float 0..255 -> [C,num_frames,crop,crop] normalised."""
+    """[C,T,H,W] float 0..255 -> [C,num_frames,crop,crop] normalised.
+
+    Upstream normalises before scaling; bilinear weights sum to one, so the order is immaterial.
+    """
     x = uniform_temporal_subsample(frames, num_frames, temporal_dim=1) / 255.0
-    if min(x.shape[-2:]) != crop_size:  # egotoy clips are stored at crop size: skip a no-op resample
-        x = short_side_scale(x, crop_size)
-    x = uniform_crop(x, crop_size, spatial_idx=1)
+    if min(x.shape[-2:]) != short_side:  # egotoy clips are stored at their short side: skip a no-op resample
+        x = short_side_scale(x, short_side)
+    x = centre_crop(x, crop_size)
     m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
     s = torch.tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
     return (x - m) / s
 
 
 class ClipDataset(Dataset):
-    def __init__(self, clips: Sequence[StreamClip], clips_dir: str | Path, num_frames: int, crop_size: int,
-                 mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, clips: Sequence[StreamClip], clips_dir: str | Path, num_frames: int, short_side: int,
+                 crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
         # A missing or corrupt video raises here; `on_bad_video: skip` drops such clips earlier,
         # when the stream is built.
         self.clips = list(clips)
         self.clips_dir = str(clips_dir)
         self.num_frames = int(num_frames)
+        if short_side < crop_size:
+            raise ValueError(f"data.short_side ({short_side}) must be >= data.crop_size ({crop_size})")
+        self.short_side = int(short_side)
         self.crop_size = int(crop_size)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def stream_labels(self) -> list[tuple[int, int]]:
+        """(verb, noun) of every sample in stream order, from the manifest (nothing decoded)."""
+        return [(c.verb_label, c.noun_label) for c in self.clips]
 
     def decode(self, clip: StreamClip) -> torch.Tensor:
         path = clip_path(self.clips_dir, clip.clip_uid)
@@ -91,5 +113,5 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         clip = self.clips[i]
-        video = transform(self.decode(clip), self.num_frames, self.crop_size, self.mean, self.std)
+        video = transform(self.decode(clip), self.num_frames, self.short_side, self.crop_size, self.mean, self.std)
         return {"video": video, "verb": clip.verb_label, "noun": clip.noun_label, "index": clip.index}

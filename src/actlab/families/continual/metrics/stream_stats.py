@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Sequence
 
 from actlab.families.continual.data.records import StreamClip
-from actlab.families.continual.metrics.decorrelated import decorrelated_mask
 
 WINDOWS = (4, 16, 64)
 
@@ -41,5 +40,5 @@ def stream_statistics(clips: Sequence[StreamClip]) -> dict[str, float]:
     }
     for w in WINDOWS:
         out[f"mean_unique_actions_w{w}"] = mean_unique_in_windows(actions, w)
-    out["label_change_fraction"] = float(decorrelated_mask(actions).sum() / (n - 1)) if n >= 2 else float("nan")
+    out["label_change_fraction"] = _transitions(actions) / (n - 1) if n >= 2 else float("nan")
     return out

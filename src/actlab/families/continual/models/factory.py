@@ -45,8 +45,10 @@ class MotionChannels(nn.Module):
 class SlowFastBackbone(nn.Module):
     """SlowFast without its head, fed from one [B,C,T,H,W] tensor.
 
-    The fast pathway sees all T frames, the slow one every `alpha`-th frame (as Ego4D's
-    PackPathway does), so callers and data loaders never deal with a list of pathways.
+    The fast pathway sees all T frames, the slow one T / alpha frames at linspace(0, T-1, T/alpha)
+    rounded down (upstream's PackPathway / UniformTemporalSubsampleRepeated; T = 32, alpha = 4:
+    0, 4, 8, 13, 17, 22, 26, 31, not a stride of 4), so callers and data loaders never deal with
+    a list of pathways.
     """
 
     def __init__(self, net: nn.Module, alpha: int) -> None:
@@ -58,7 +60,8 @@ class SlowFastBackbone(nn.Module):
         t = x.shape[2]
         if t % self.alpha:
             raise ValueError(f"SlowFast needs a frame count divisible by alpha={self.alpha}, got T={t}")
-        slow_idx = torch.arange(0, t, self.alpha, device=x.device)
+        # Computed on the CPU as upstream's data transform does, then moved: same float rounding.
+        slow_idx = torch.linspace(0, t - 1, t // self.alpha).long().to(x.device)
         slow = x.index_select(2, slow_idx)
         return torch.flatten(self.net([slow, x]), 1)
 
@@ -96,7 +99,10 @@ def x3d_small(num_verbs: int, num_nouns: int, num_frames: int = 8, crop_size: in
 def slowfast_r101(num_verbs: int = 115, num_nouns: int = 478, alpha: int = 4,
                   dropout: float = 0.5) -> VideoClassifier:
     """SlowFast 8x8 R101 (Ego4D's recognition model): slow = T/alpha frames, fast = T frames."""
+    # Fusion kernel 5 (pytorchvideo's default is 7): Ego4D's SlowFast 8x8 R101 (FUSION_KERNEL_SZ 5),
+    # so released checkpoints load (models/slowfast_keys.py, docs/protocol.md).
     net = create_slowfast(model_depth=101, slowfast_fusion_conv_stride=(alpha, 1, 1),
+                          slowfast_fusion_conv_kernel_size=(5, 1, 1),
                           head=None, head_pool=nn.AdaptiveAvgPool3d, head_output_size=(1, 1, 1))
     # Pooled slow (2048) + fast (2048 / beta=8) features, concatenated by PoolConcatPathway.
     feature_dim = 2048 + 2048 // 8
