@@ -70,13 +70,16 @@ def assert_same_weights(a, b, skip=()):
             assert torch.equal(sa[k], sb[k]), k
 
 
-@pytest.mark.parametrize("layout", ["plain", "model", "lightning"])
+@pytest.mark.parametrize("layout", ["plain", "model", "lightning", "pyslowfast", "ddp_lightning"])
 def test_load_checkpoint_layouts(tmp_path, layout):
     src, dst = small(), x3d_small(8, 16, 8, 64)
     sd = src.state_dict()
     obj = {"plain": sd, "model": {"model": sd, "meta": {"epoch": 3}},
            "lightning": {"state_dict": {f"model.{k}": v for k, v in sd.items()}, "epoch": 7,
-                         "hyper_parameters": {"lr": 0.1}}}[layout]
+                         "hyper_parameters": {"lr": 0.1}},
+           # the SlowFast library's own checkpoint layout
+           "pyslowfast": {"model_state": sd, "epoch": 5, "optimizer_state": {}, "cfg": "..."},
+           "ddp_lightning": {"state_dict": {f"module.model.{k}": v for k, v in sd.items()}}}[layout]
     torch.save(obj, tmp_path / "ck.pt")
     report = load_checkpoint(dst, tmp_path / "ck.pt")
     assert report.clean and report.loaded == len(sd)
@@ -116,16 +119,78 @@ def test_save_is_atomic_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
-def test_missing_and_unexpected_keys_named(tmp_path):
-    sd = small().state_dict()
+def test_missing_head_is_reinitialised_and_reported_strict_refuses(tmp_path):
+    src = small()
+    sd = src.state_dict()
     dropped = "noun_head.bias"
     del sd[dropped]
-    sd["extra.weight"] = torch.zeros(2)
     torch.save(sd, tmp_path / "ck.pt")
-    report = load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt")
-    assert report.missing == [dropped] and report.unexpected == ["extra.weight"]
-    assert dropped in str(report) and "extra.weight" in str(report)
-    with pytest.raises(DataError, match="extra.weight"):
+    dst = x3d_small(8, 16, 8, 64)
+    report = load_checkpoint(dst, tmp_path / "ck.pt")
+    assert report.missing == [dropped] and report.initialised == ["noun_head"]
+    assert dropped in str(report) and "noun_head initialised" in str(report)
+    # the incomplete head is re-initialised as a whole, not half loaded
+    assert not torch.equal(dst.noun_head.weight, src.noun_head.weight)
+    assert_same_weights(src, dst, skip=("noun_head",))
+    with pytest.raises(DataError, match="noun_head"):
+        load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt", strict=True)
+
+
+def test_unexpected_backbone_key_fails_naming_it(tmp_path):
+    # e.g. a deeper network's checkpoint: every key of ours present, plus blocks we do not have
+    sd = small().state_dict()
+    sd["backbone.blocks.9.conv.weight"] = torch.zeros(2)
+    torch.save(sd, tmp_path / "ck.pt")
+    with pytest.raises(DataError, match=r"backbone does not load completely.*backbone\.blocks\.9\.conv\.weight"):
+        load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt")
+
+
+def test_incomplete_backbone_fails_naming_the_first_missing_keys(tmp_path):
+    sd = small().state_dict()
+    backbone = sorted(k for k in sd if k.startswith("backbone.") and not k.endswith("num_batches_tracked"))
+    for key in backbone[:3]:
+        del sd[key]
+    torch.save(sd, tmp_path / "ck.pt")
+    with pytest.raises(DataError) as err:
+        load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt")
+    assert "backbone does not load completely" in str(err.value) and "missing 3" in str(err.value)
+    for key in backbone[:3]:
+        assert key in str(err.value)
+
+
+def test_checkpoint_of_another_architecture_fails(tmp_path):
+    # the egotoy model's checkpoint given to a model with another backbone (here: no motion input)
+    torch.save(small().state_dict(), tmp_path / "ck.pt")
+    with pytest.raises(DataError, match="ck.pt"):
+        load_checkpoint(x3d_small(8, 16, 8, 64, motion=False, depth_factor=0.4), tmp_path / "ck.pt")
+
+
+def test_batch_norm_counters_may_be_absent(tmp_path):
+    # Older checkpoints lack BatchNorm's num_batches_tracked (a counter that the forward pass does
+    # not read with a set momentum): they load, and the absent counters are listed as missing.
+    src = small()
+    sd = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    counters = sorted(k for k in src.state_dict() if k.endswith("num_batches_tracked"))
+    assert counters
+    torch.save(sd, tmp_path / "ck.pt")
+    dst = x3d_small(8, 16, 8, 64)
+    report = load_checkpoint(dst, tmp_path / "ck.pt")
+    assert report.missing == counters and report.initialised == [] and report.loaded == len(sd)
+    assert_same_weights(src, dst, skip=tuple(counters))
+
+
+def test_kinetics_like_checkpoint_loads_backbone_and_initialises_both_heads(tmp_path):
+    # A Kinetics checkpoint: the same backbone, a 400-class `head.projection` and no verb/noun heads.
+    src = small()
+    sd = {k: v for k, v in src.state_dict().items() if not k.startswith(("verb_head", "noun_head"))}
+    sd |= {"head.projection.weight": torch.zeros(400, src.feature_dim), "head.projection.bias": torch.zeros(400)}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in sd.items()}}, tmp_path / "ck.pt")
+    dst = x3d_small(8, 16, 8, 64)
+    report = load_checkpoint(dst, tmp_path / "ck.pt")
+    assert report.initialised == ["noun_head", "verb_head"]
+    assert report.unexpected == ["head.projection.bias", "head.projection.weight"]
+    assert_same_weights(src, dst, skip=("verb_head", "noun_head"))
+    with pytest.raises(DataError, match="head.projection"):
         load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt", strict=True)
 
 
@@ -139,6 +204,8 @@ def test_head_resized_when_label_space_differs(tmp_path):
     assert "verb_head re-initialised" in str(report) and "5 classes" in str(report)
     assert dst.verb_head.weight.shape == (8, dst.feature_dim)
     assert_same_weights(src, dst, skip=("verb_head",))
+    with pytest.raises(DataError, match="verb_head"):
+        load_checkpoint(x3d_small(8, 16, 8, 64), tmp_path / "ck.pt", strict=True)
 
 
 def test_backbone_shape_mismatch_raises_naming_key(tmp_path):

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from actlab import preemption
 from actlab.atomic import atomic_write_json
 from actlab.families.continual.data.user_streams import open_split
-from actlab.families.continual.models.weights import save_checkpoint
-from actlab.job import RunSession
+from actlab.families.continual.models.weights import load_checkpoint, save_checkpoint
+from actlab.job import RunSession, file_sha256
 from actlab.results import layout
 from actlab.results.store import Artifact, RunStore
 from actlab.train.loop import LoopConfig, fit
@@ -178,7 +178,16 @@ def run(cfg: DictConfig) -> Path:
         val_streams = open_split(cfg.data, "train")
         inputs = ({f"pretrain/{s.user}": s.sha256 for s in train_streams}
                   | {f"val/{s.user}": s.sha256 for s in val_streams})
+        if cfg.init_from:
+            inputs["init_from"] = file_sha256(cfg.init_from)
         with session.running(inputs, labels={}) as active:
+            # The model first: a checkpoint that does not fit stops the job before hours of decoding.
+            torch.manual_seed(int(cfg.seed))
+            model = instantiate(cfg.model)
+            if cfg.init_from:
+                # The backbone must load completely; heads of another label space (Kinetics) start afresh.
+                report = load_checkpoint(model, cfg.init_from)
+                (log.warning if report.new_heads else log.info)("initial weights: %s", report)
             t0 = time.monotonic()
             train_ds: Dataset = ConcatDataset([s.dataset for s in train_streams])
             val_ds: Dataset = ConcatDataset([s.dataset for s in val_streams])
@@ -186,8 +195,6 @@ def run(cfg: DictConfig) -> Path:
                 train_ds = MemoryDataset(train_ds, int(cfg.num_workers), "decode pretrain clips")
                 val_ds = MemoryDataset(val_ds, int(cfg.num_workers), "decode validation clips")
             decode_seconds = time.monotonic() - t0
-            torch.manual_seed(int(cfg.seed))
-            model = instantiate(cfg.model)
             # Items are already in memory when cached: worker processes would only add pickling overhead.
             loop_cfg = OmegaConf.merge(cfg, {"num_workers": 0}) if cfg.cache else cfg
             preemption.install_handlers()

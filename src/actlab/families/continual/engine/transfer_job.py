@@ -20,11 +20,14 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from actlab.errors import DataError
 from actlab.families.continual.data.user_streams import open_user_stream
 from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
 from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.label_mask import apply_mask_unseen
 from actlab.families.continual.engine.transfer import StreamEvaluator
 from actlab.families.continual import artifacts
+from actlab.families.continual.models.weights import load_state
 from actlab.results import layout
 from actlab.results.store import Artifact, RunRecord, RunStore, iter_runs
 
@@ -66,7 +69,12 @@ def run(cfg: DictConfig) -> int:
             if not todo:
                 continue
             model = instantiate(run_cfg.model)
-            model.load_state_dict(store.read(artifacts.FINAL_MODEL))
+            load_state(model, store.read(artifacts.FINAL_MODEL), f"{model_run.folder / artifacts.FINAL_MODEL}",
+                       strict=True)
+            if "mask_unseen" not in run_cfg:
+                raise DataError(f"{model_run.folder / layout.CONFIG}: no `mask_unseen` key (a run from before "
+                                f"unseen-class masking); run its stream again")
+            apply_mask_unseen(model, run_cfg)
             data_cfg = run_cfg.data
             for target in todo:
                 pending[target.identity.unit].append((model_run, model, target))

@@ -1,10 +1,16 @@
-"""Loading pretrained weights from a path into a `VideoClassifier`, and saving them atomically.
+"""Loading pretrained weights into a `VideoClassifier`, and saving them atomically.
 
 Accepted layouts: a plain state_dict; `{"model": state_dict, "meta": {...}}` (what
 `save_checkpoint` writes); Lightning-style `{"state_dict": {"model.<key>": ...}}` (Ego4D's released
-checkpoints). A label-space change (another number of verbs or nouns) re-initialises that head at
-the model's size and is reported; any other shape mismatch is an error naming the key, because
-silently keeping random weights in a backbone would corrupt every result downstream.
+checkpoints); the SlowFast library's `{"model_state": state_dict}`. SlowFast-library tensor names
+are translated to ours (`slowfast_keys`).
+
+The backbone must load completely: a backbone tensor of the model absent from the checkpoint, a
+non-head checkpoint tensor the model lacks, or a shape mismatch in the backbone is an error naming
+the first keys, because a backbone left partly random corrupts every number downstream without
+any other sign (docs/protocol.md, "Pretrained weights"). The heads are where a checkpoint may
+legitimately differ (another label space; a Kinetics checkpoint has neither verb nor noun head):
+such a head is initialised afresh, as a whole, and reported; `strict=True` refuses that too.
 """
 from __future__ import annotations
 
@@ -18,10 +24,21 @@ from torch import Tensor, nn
 
 from actlab.atomic import atomic_write
 from actlab.errors import DataError
+from actlab.families.continual.models.slowfast_keys import translate
 
 HEADS = ("verb_head", "noun_head")
+# Checkpoint-only names of heads: the SlowFast library's (e.g. a Kinetics `head.projection`).
+_FOREIGN_HEADS = ("head",)
 _PREFIXES = ("model.", "module.")  # Lightning module attribute, DistributedDataParallel wrapper
-_SHOW = 8  # names shown per list in the report's text; the attributes keep all of them
+# BatchNorm's update counter: not read by the forward pass with a set momentum, and absent from
+# older checkpoints, so its absence alone does not make a backbone incomplete (it stays reported).
+_OPTIONAL = ("num_batches_tracked",)
+_SHOW = 8  # names shown per list in a message; the report's attributes keep all of them
+
+
+def _names(keys: list[str]) -> str:
+    more = f", ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
+    return f"{', '.join(keys[:_SHOW])}{more}"
 
 
 @dataclass
@@ -32,29 +49,35 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys the model does not have
     mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     resized: dict[str, tuple[int, int]] = field(default_factory=dict)  # head -> (ckpt, model) classes
+    initialised: list[str] = field(default_factory=list)  # heads absent or incomplete in the checkpoint
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
+    @property
+    def new_heads(self) -> list[str]:
+        """Heads that do not come from the checkpoint (freshly initialised)."""
+        return sorted(set(self.resized) | set(self.initialised))
+
     def __str__(self) -> str:
         parts = [f"loaded {self.loaded} tensors from {self.path}"]
         for name, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
-                more = f", ... (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
-                parts.append(f"{name} {len(keys)}: {', '.join(keys[:_SHOW])}{more}")
+                parts.append(f"{name} {len(keys)}: {_names(keys)}")
         for head, (old, new) in self.resized.items():
             parts.append(f"{head} re-initialised: checkpoint has {old} classes, model {new}")
+        for head in self.initialised:
+            parts.append(f"{head} initialised: not (completely) in the checkpoint")
         return "; ".join(parts)
 
 
 def _strip_prefixes(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     out = {}
     for key, value in sd.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
         out[key] = value
     return out
 
@@ -62,21 +85,67 @@ def _strip_prefixes(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 def _state_dict_of(obj: Any, path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not isinstance(obj, dict):
         raise DataError(f"{path}: checkpoint is a {type(obj).__name__}, expected a dict")
-    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+    if isinstance(obj.get("state_dict"), dict):
         sd, meta = obj["state_dict"], {k: v for k, v in obj.items() if k in ("epoch", "global_step")}
-    elif "model" in obj and isinstance(obj["model"], dict):
+    elif isinstance(obj.get("model_state"), dict):
+        sd, meta = obj["model_state"], {k: v for k, v in obj.items() if k == "epoch"}
+    elif isinstance(obj.get("model"), dict):
         sd, meta = obj["model"], dict(obj.get("meta") or {})
     else:
         sd, meta = obj, {}
     bad = [k for k, v in sd.items() if not isinstance(v, Tensor)]
     if bad:
-        raise DataError(f"{path}: not a state_dict (no 'state_dict' or 'model' key, and non-tensor "
-                        f"entries such as {bad[:3]})")
-    return _strip_prefixes(sd), meta
+        raise DataError(f"{path}: not a state_dict (no 'state_dict', 'model_state' or 'model' key, and "
+                        f"non-tensor entries such as {bad[:3]})")
+    try:
+        return translate(_strip_prefixes(sd)), meta
+    except ValueError as err:
+        raise DataError(f"{path}: {err}") from err
+
+
+def _head_of(key: str) -> str | None:
+    first = key.split(".", 1)[0]
+    return first if first in HEADS + _FOREIGN_HEADS else None
+
+
+def load_state(model: nn.Module, sd: dict[str, Tensor], source: str, strict: bool = False,
+               meta: dict[str, Any] | None = None) -> LoadReport:
+    """Copy `sd` (our key names) into `model` under the rules above; `source` names it in errors."""
+    own = model.state_dict()
+    report = LoadReport(path=source, meta=dict(meta or {}))
+    report.unexpected = sorted(k for k in sd if k not in own)
+    report.missing = sorted(k for k in own if k not in sd)
+    for key in sorted(set(sd) & set(own)):
+        if sd[key].shape == own[key].shape:
+            continue
+        shapes = (tuple(sd[key].shape), tuple(own[key].shape))
+        head = _head_of(key)
+        if head is None:
+            raise DataError(f"{source}: shape mismatch for {key}: checkpoint {shapes[0]}, model {shapes[1]}")
+        report.mismatched[key] = shapes
+        report.resized[head] = (shapes[0][0], shapes[1][0])
+    missing = [k for k in report.missing if _head_of(k) is None and not k.endswith(_OPTIONAL)]
+    unexpected = [k for k in report.unexpected if _head_of(k) is None]
+    if missing or unexpected:
+        parts = [f"{name} {len(keys)} ({what}): {_names(keys)}" for name, keys, what in (
+            ("missing", missing, "model tensors not in the checkpoint"),
+            ("unexpected", unexpected, "checkpoint tensors the model lacks")) if keys]
+        raise DataError(f"{source}: the backbone does not load completely; {'; '.join(parts)}. "
+                        f"Is it a checkpoint of this model (`model` config)?")
+    report.initialised = sorted({h for k in report.missing if (h := _head_of(k)) and h not in report.resized})
+    if strict and (report.new_heads or report.unexpected):
+        raise DataError(f"{source}: not loadable as it is (strict): {report}")
+    # A head that changed size or is incomplete is initialised afresh as a whole (weight and bias).
+    usable = {k: v for k, v in sd.items() if k in own and _head_of(k) not in report.new_heads}
+    model.load_state_dict(usable, strict=False)
+    for head in report.new_heads:
+        getattr(model, head).reset_parameters()
+    report.loaded = len(usable)
+    return report
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
-    """Copy the weights at `path` into `model`; `strict` also fails on missing/unexpected keys."""
+    """Copy the weights at `path` into `model`; `strict`: the heads must load as they are, too."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -87,30 +156,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
     except Exception as err:  # torch raises several unrelated types for a corrupt file
         raise DataError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
     sd, meta = _state_dict_of(obj, path)
-    own = model.state_dict()
-    report = LoadReport(path=str(path), meta=meta)
-    report.unexpected = sorted(k for k in sd if k not in own)
-    report.missing = sorted(k for k in own if k not in sd)
-    usable = {}
-    for key in sorted(set(sd) & set(own)):
-        if sd[key].shape == own[key].shape:
-            usable[key] = sd[key]
-            continue
-        shapes = (tuple(sd[key].shape), tuple(own[key].shape))
-        head = key.split(".", 1)[0]
-        if head not in HEADS:
-            raise DataError(f"{path}: shape mismatch for {key}: checkpoint {shapes[0]}, model {shapes[1]}")
-        report.mismatched[key] = shapes
-        report.resized[head] = (shapes[0][0], shapes[1][0])
-    # A head whose size changed is dropped as a whole (weight and bias) and freshly initialised.
-    usable = {k: v for k, v in usable.items() if k.split(".", 1)[0] not in report.resized}
-    if strict and (report.missing or report.unexpected):
-        raise DataError(f"{path}: {report}")
-    model.load_state_dict(usable, strict=False)
-    for head in report.resized:
-        getattr(model, head).reset_parameters()
-    report.loaded = len(usable)
-    return report
+    return load_state(model, sd, str(path), strict=strict, meta=meta)
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
