@@ -12,11 +12,12 @@ from actlab.families.continual.metrics.online import OnlineMetrics
 
 
 def head_only_models(n: int = 3):
-    """n head-only finetuned models of one pretrained network, each on another user's stream."""
+    """n head-only finetuned models of one pretrained network, each on another user's stream
+    (batch-norm statistics frozen: the bit-identical backbone the feature cache shares)."""
     models = []
     for user in range(n):
         model = tiny_model(seed=0)
-        run_stream(model, Finetune(optimizer=sgd, head_only=True), Clips(seed=user),
+        run_stream(model, Finetune(optimizer=sgd, head_only=True, backbone_bn="frozen"), Clips(seed=user),
                    metrics=OnlineMetrics(NV, NN), batch_size=4)
         models.append(model)
     return models

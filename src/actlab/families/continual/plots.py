@@ -54,14 +54,19 @@ def oag_curves(curves: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     return save_figure(fig, stem)
 
 
-def forgetting_plot(bins: pd.DataFrame, stem: Path) -> list[Path]:
+def forgetting_plot(bins: pd.DataFrame, stem: Path, metric: str = "loss", task: str = "action") -> list[Path]:
+    """The paper's re-exposure forgetting figure: mean +- SE of delta per log10(gap) bin (10
+    equal-width bins per group, zero gaps excluded; aggregate.py), empty bins left out; loss of
+    the action by default (delta = loss before re-exposure - loss after the last exposure)."""
     fig, ax = plt.subplots(figsize=(5, 3))
-    for (group, label), g in bins.groupby(["group", "label"]):
+    sub = bins[(bins.metric == metric) & (bins.task == task) & (bins.n > 0)]
+    for (group, label), g in sub.groupby(["group", "label"]):
         x = (g.bin_lo + g.bin_hi) / 2
         ax.errorbar(x, g["mean"], yerr=g["se"].fillna(0.0), marker="o", capsize=2, label=f"{label} ({group})")
-    ax.set_xlabel("log10(gap between exposures)")
-    ax.set_ylabel("forgetting: acc before - acc after")
-    if len(bins):
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("log10(batches between exposures)")
+    ax.set_ylabel(f"re-exposure forgetting, {task} {metric}")
+    if len(sub):
         ax.legend(fontsize=7)
     return save_figure(fig, stem)
 

@@ -21,6 +21,9 @@ class InMemoryClips(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def stream_labels(self) -> list[tuple[int, int]]:
+        return self.dataset.stream_labels()
+
     def __getitem__(self, index: int) -> Any:
         index = int(index)
         if index not in self._items:

@@ -4,11 +4,14 @@ Per batch B_t of `batch_size` consecutive samples (in `method.order`, the stream
 for i.i.d. finetuning):
   1. online predictions on B_t with the current model, before any update on B_t, scored by
      `OnlineMetrics`. `online_forward` picks the forward mode: "train" (default, as upstream:
-     dropout active, batch-norm uses the batch statistics) or "eval" (running statistics, no dropout);
-  2. `method.inner_loop_iters` optimizer steps on `method.loss` (none when it returns None),
-     then `method.observe(B_t)`;
-  3. every `past_eval_every` batches: the updated model (eval mode) on the most recent
-     `past_window` samples seen so far, fed to the re-exposure forgetting tracker.
+     dropout active, batch-norm uses the batch statistics; for a method that learns, the
+     predictions are the B_t rows of the first inner iteration's forward, so the running
+     statistics move once per batch) or "eval" (a separate no-grad forward with the running
+     statistics, no dropout);
+  2. `method.inner_loop_iters` optimizer steps on `method.train_forward(...).loss` (methods
+     without trainable parameters get no optimizer and no steps), then `method.observe(B_t)`;
+  3. every `past_eval_every` batches (forgetting needs 1): past evaluation for re-exposure
+     forgetting (engine/past_eval.py) with the online logits of B_t.
 State is checkpointed at batch boundaries every `checkpoint_every` batches and when
 `should_stop()` becomes true (then the loop returns `interrupted=True`). A loop started with a
 checkpoint present continues from it and gives the same records as an uninterrupted run.
@@ -24,9 +27,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from actlab.families.continual.data.records import action_key
+from actlab.families.continual.engine.past_eval import evaluate_past
 from actlab import preemption, resumable as checkpoint
-from actlab.families.continual.methods.base import Batch, Method
+from actlab.families.continual.methods.base import Batch, Forward, Method
 
 FORWARD_MODES = ("train", "eval")
 
@@ -50,7 +53,7 @@ def _tensor_labels(batch: Batch) -> Batch:
 
 def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: Any, seed: int = 0,
                batch_size: int = 4, online_forward: str = "train", checkpoint_dir: Path | None = None,
-               checkpoint_every: int = 0, past_eval_every: int = 0, past_window: int = 64,
+               checkpoint_every: int = 0, past_eval_every: int = 0,
                tracker: Any = None, num_workers: int = 0,
                should_stop: Callable[[int], bool] | None = None,
                on_batch: Callable[[int, dict[str, float]], None] | None = None) -> LoopResult:
@@ -70,6 +73,8 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
 
     torch.manual_seed(seed)
     method.prepare(model, seed)
+    if method.needs_stream_labels:
+        method.see_stream_labels(dataset.stream_labels())
     optimizer = method.build_optimizer(model)
     records: list[dict[str, Any]] = []
     start = 0
@@ -104,20 +109,27 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
     done = start
     for batch in loader:
         batch = _tensor_labels(batch)
-        # (1) online predictions, before any update on this batch
-        _set_mode(model, online_forward == "train")
-        with torch.no_grad():
-            logits = method.online_predict(model, batch)
+        # (1) online predictions, before any update on this batch. A learner in train mode
+        # predicts with its first update's forward, as upstream: batch-norm statistics move
+        # once per batch and the dropout mask is the one the loss sees.
+        first: Forward | None = None
+        if optimizer is not None and online_forward == "train":
+            _set_mode(model, True)
+            first = method.train_forward(model, batch, fetch)
+            logits = {k: v.detach() for k, v in first.logits.items()}
+        else:
+            _set_mode(model, online_forward == "train")
+            with torch.no_grad():
+                logits = method.online_predict(model, batch)
         rec = metrics.update(logits["verb"], logits["noun"], batch["verb"], batch["noun"])
-        # (2) update
+        # (2) update; inner iterations after the first forward again
         if optimizer is not None:
             _set_mode(model, True)
             for _ in range(method.inner_loop_iters):
-                loss = method.loss(model, batch, fetch)
-                if loss is None:
-                    break
+                step = first if first is not None else method.train_forward(model, batch, fetch)
+                first = None
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                step.loss.backward()
                 optimizer.step()
         method.observe(batch)
         for k, idx in enumerate(batch["index"].tolist()):
@@ -128,8 +140,7 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
         done += 1
         # (3) past samples
         if past_eval_every and done % past_eval_every == 0:
-            labels = [action_key(v, n) for v, n in zip(batch["verb"].tolist(), batch["noun"].tolist())]
-            _past_eval(model, fetch, records[-past_window:], labels, tracker, done)
+            evaluate_past(model, fetch, records, batch, logits, tracker, done - 1, last=done == len(batches))
         if on_batch is not None:
             on_batch(done, metrics.compute())
         last = done == len(batches)
@@ -141,7 +152,7 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
 
     table = pd.DataFrame(records)
     summary = dict(metrics.compute())
-    events = pd.DataFrame(tracker.events()) if tracker is not None else pd.DataFrame()
+    events = pd.DataFrame(tracker.entries()) if tracker is not None else pd.DataFrame()
     return LoopResult(False, table, summary, events, done)
 
 
@@ -150,15 +161,3 @@ def _set_mode(model: nn.Module, training: bool) -> None:
     # benchmarks/bench_stream_loop.py); the mode changes at most twice per batch, so skip no-ops.
     if model.training != training:
         model.train(training)
-
-
-def _past_eval(model: nn.Module, fetch, window: list[dict[str, Any]], batch_labels: list[str],
-               tracker: Any, step: int) -> None:
-    """Eval-mode predictions of the updated model on recently seen samples -> forgetting tracker."""
-    past = fetch([r["index"] for r in window])
-    model.eval()
-    with torch.no_grad():
-        out = model(past["video"])
-    correct = ((out["verb"].argmax(1) == past["verb"]) & (out["noun"].argmax(1) == past["noun"])).tolist()
-    tracker.update(step=step, batch_labels=batch_labels,
-                   window_labels=[action_key(r["verb"], r["noun"]) for r in window], window_correct=correct)
