@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _egotoy
 from common import Record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,8 +104,11 @@ def main() -> None:
             calls.write_text("")
             (shim / "sbatch").write_text(f"#!/bin/sh\necho x >> {calls}\nexec {shutil.which('sbatch')} \"$@\"\n")
             (shim / "sbatch").chmod(0o755)
+            # the launcher checks the inputs before it submits: the benchmarks' egotoy set has them
+            _egotoy.ensure()
             argv = ["experiment=bench_submit", "cluster=local_slurm", f"cluster.env.SLURM_CONF={conf}",
-                    f"configs={tmp / 'configs'}", "+cluster.sbatch.hold=true"]
+                    f"configs={tmp / 'configs'}", "+cluster.sbatch.hold=true", "--", f"paths.data={_egotoy.DATA}",
+                    f"paths.splits={_egotoy.SPLITS}", f"paths.pretrained={_egotoy.checkpoint_path()}"]
             grid = subprocess.run([sys.executable, "-c", TIMED_GRID, json.dumps(argv)], cwd=tmp, capture_output=True,
                                   text=True, timeout=3600,
                                   env=env | {"ACTLAB_ROOT": str(tmp), "PATH": f"{shim}:{os.environ['PATH']}"})

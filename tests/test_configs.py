@@ -3,6 +3,7 @@ missing profile or key fails here, not on the cluster."""
 from __future__ import annotations
 
 import pytest
+from hydra.utils import instantiate
 from conftest import REPO
 
 from actlab import families
@@ -35,10 +36,16 @@ def test_every_experiment_composes_for_every_grid_point_and_unit(path, egotoy_sp
         assert all(p.unit is not None for p in grid.points)
     if grid.reference_group:   # the reference group is one of the points
         assert any(p.identity(path.stem, "x", "c", family.name).group == grid.reference_group for p in grid.points)
+    if family.name == "continual":
+        # Every point's method builds: a value set at the experiment's top level (not in the grid)
+        # would also reach the frozen reference, whose constructor refuses e.g. `lr`.
+        for cfg in grid.configs:
+            instantiate(cfg.method)
 
 
 @pytest.mark.parametrize("cluster", sorted(p.stem for p in (CONFIGS / "cluster").glob("*.yaml")))
-def test_every_cluster_profile_prepares_a_sweep(cluster, egotoy_splits, pretrained, monkeypatch, tmp_path):
+def test_every_cluster_profile_prepares_a_sweep(cluster, egotoy_root, egotoy_splits, pretrained, monkeypatch,
+                                                tmp_path):
     """Each cluster profile with its paths profile, for the main experiment (nothing submitted)."""
     import yaml
 
@@ -46,8 +53,10 @@ def test_every_cluster_profile_prepares_a_sweep(cluster, egotoy_splits, pretrain
     for var in ("ACTLAB_EGO4D", "ACTLAB_EGO4D_CHECKPOINT", "ACTLAB_SCRATCH"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     profile = yaml.safe_load((CONFIGS / "cluster" / f"{cluster}.yaml").read_text())
+    # the inputs must exist (`make grid` checks them before anything is written)
     sweep, manifest = prepare("egotoy_main", profile, {"cpus": 1}, dry=True,
-                              task_overrides=[f"paths.splits={egotoy_splits}", f"paths.pretrained={pretrained}"])
+                              task_overrides=[f"paths.data={egotoy_root}", f"paths.splits={egotoy_splits}",
+                                              f"paths.pretrained={pretrained}"])
     assert manifest.family == "continual" and len(manifest.rows) == 4 * 3
     if profile.get("paths"):
         assert manifest.task_overrides["paths"] == profile["paths"]

@@ -176,14 +176,15 @@ def test_real_stream_grid_chunked_throttled_hostile_values(tmp_path, slurm, data
     manifest = json.loads((sweep / "manifest.json").read_text())
     assert manifest["task_overrides"]["data.max_clips"] == 8
     assert [r["overrides"] for r in manifest["rows"][:3]] == [{"method": "frozen"}] * 3
-    runs = {str(r.folder): r for r in iter_runs(tmp_path / "results", "launch_t")}
+    # the frozen reference's runs live in the shared reference group (launch/reference.py)
+    runs = {str(r.folder): r for e in ("launch_t", "reference") for r in iter_runs(tmp_path / "results", e)}
     assert sorted(runs) == sorted(r["run_folder"] for r in manifest["rows"])
     import yaml
 
     for row in manifest["rows"]:
         run = runs[row["run_folder"]]
         assert run.identity.to_dict() == row["identity"]
-        assert run.identity.submitted == manifest["submitted"]
+        assert run.identity.submitted == (manifest["submitted"] if run.identity.experiment == "launch_t" else "shared")
         assert run.summary["online/action/n_samples"] == 8
         cfg = yaml.safe_load((run.folder / "config.yaml").read_text())
         if "method.name" in row["overrides"]:       # the value reached the task unchanged
@@ -347,12 +348,14 @@ def test_make_run_pipeline_on_local_slurm(tmp_path, slurm, data_overrides):
             f"(afterany:{pipe['arrays'][0]}:{transfer['job_id']})") in out.stdout
     tex = sweep / "report" / "table.tex"
     assert f"LaTeX table: {tex}" in out.stdout and tex.exists()
-    runs = list(iter_runs(tmp_path / "results", "egotoy_main"))
+    # the frozen reference's runs live in the shared reference group (launch/reference.py)
+    runs = [r for e in ("egotoy_main", "reference") for r in iter_runs(tmp_path / "results", e)]
     assert sorted(r.labels["variant"] for r in runs) == sorted(["frozen", "finetune", "replay", "label_window"] * 2)
-    for run in runs:   # transfer: all -> each transferable model on both users' streams
+    for run in runs:   # transfer: all -> each transferable model of the experiment on both users' streams
         have = sorted(p.stem for p in (run.folder / "transfer").glob("*.json"))
-        # label_window has no model to transfer (its hindsight is in summary.json, not in transfer/)
-        want = [] if run.labels["variant"] == "label_window" else ["265", "68"]
+        # label_window has no model to transfer (its hindsight is in summary.json, not in transfer/);
+        # the transfer step evaluates the experiment's runs: the shared reference has its own stream only
+        want = {"label_window": [], "frozen": [run.identity.unit]}.get(run.labels["variant"], ["265", "68"])
         assert have == want, (run.labels, have)
 
 

@@ -52,9 +52,7 @@ def results(tmp_path):
                        "hindsight/action/balanced_top1": hind},
                       "other" if u == "17" else f"sha{u}", reference_group=FROZEN,
                       predictions=predictions([1, 0, 1, 0, 1]) if u == "68" else None,
-                      forgetting=pd.DataFrame({"label": ["a"] * 4, "step": [1, 2, 3, 4], "gap": [1, 3, 10, 40],
-                                               "acc_after": 0.0, "acc_before": 0.0,
-                                               "delta": [0.1, 0.3, 0.2, 0.6]}) if u == "68" else None,
+                      forgetting=forgetting_entries() if u == "68" else None,
                       transfer={j: {"stream_sha256": s, "metrics": {"transfer/action/loss": v}}
                                 for j, (s, v) in transfer.get(u, {}).items()})
     # an older submission of the same (group, user, seed) is superseded by the later one
@@ -113,25 +111,42 @@ def test_transfer_matrix_golden(results):
     assert value(agg, FT, "transfer_gain_offdiag/action/loss", "se") == pytest.approx(0.05)
 
 
+def forgetting_entries() -> pd.DataFrame:
+    """Action-loss re-exposure entries with gaps 0, 1, 10, 100 and one verb-acc entry."""
+    return pd.DataFrame({"metric": ["loss"] * 4 + ["acc"], "task": ["action"] * 4 + ["verb"], "label": "a",
+                         "step": [5, 6, 20, 200, 7], "prev_step": [5, 5, 10, 100, 6], "gap": [0, 1, 10, 100, 1],
+                         "after": 1.0, "before": 1.0, "delta": [0.0, 0.1, 0.3, 0.5, 50.0],
+                         "n_after": 1, "n_before": 1})
+
+
 def test_forgetting_bins_golden(results):
     agg = aggregate(load_store(results))
     forgetting = agg.tables["forgetting"]
-    bins = forgetting[forgetting.group == FT].reset_index(drop=True)
-    assert list(bins.bin_lo) == [0.0, 1.0, 1.5] and list(bins.n) == [2, 1, 1]
-    assert list(bins["mean"]) == pytest.approx([0.2, 0.2, 0.6])
-    assert bins.se[0] == pytest.approx(0.1) and math.isnan(bins.se[1])
-    x, y = np.log10([1, 3, 10, 40]), np.array([0.1, 0.3, 0.2, 0.6])
+    bins = forgetting[(forgetting.group == FT) & (forgetting.metric == "loss")].reset_index(drop=True)
+    assert set(forgetting[forgetting.group == FT].task) == {"action", "verb"}
+    # non-zero gaps 1, 10, 100 -> log10 0, 1, 2: 10 bins of width .2 over [0, 2]; 1 -> bin 5 ([1, 1.2)),
+    # 2 -> bin 9 (the last bin is closed); the zero-gap entry is not binned
+    assert list(bins.n) == [1, 0, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert bins["bin_lo"][5] == pytest.approx(1.0)
+    assert list(bins["mean"].dropna()) == pytest.approx([0.1, 0.3, 0.5])
+    # pooled over all entries (zero gap included): mean (0 + .1 + .3 + .5) / 4 = .225; Pearson on the raw gap
+    x, y = np.array([0, 1, 10, 100.0]), np.array([0.0, 0.1, 0.3, 0.5])
     r = ((x - x.mean()) * (y - y.mean())).sum() / math.sqrt(((x - x.mean()) ** 2).sum() * ((y - y.mean()) ** 2).sum())
-    assert value(agg, FT, "forgetting/delta", "r") == pytest.approx(r)
+    assert value(agg, FT, "forgetting_pooled/action/loss", "mean") == pytest.approx(0.225)
+    assert value(agg, FT, "forgetting_pooled/action/loss", "pearson") == pytest.approx(r)
+    assert value(agg, FT, "forgetting_pooled/action/loss", "mean_nonzero_gap") == pytest.approx(0.3)
+    assert not higher_is_better("forgetting_pooled/action/loss") and not higher_is_better("forgetting/verb/acc_mean")
 
 
 def test_decorrelated_oag_golden(results):
     agg = aggregate(load_store(results))
-    # action labels 0-0 0-0 1-0 1-1 2-1 -> decorrelated samples 2, 3, 4
-    assert value(agg, FT, "oag_decorrelated/action/top1") == pytest.approx(1 / 3)
-    assert value(agg, FT, "oag_decorrelated/action/balanced_top1") == pytest.approx(1 / 3)
-    assert value(agg, FT, "oag_correlated/action/top1") == pytest.approx(0.5)
-    assert value(agg, FT, "oag_decorrelated/action/n_samples") == 3
+    # action labels 0-0 0-0 1-0 1-1 2-1: sample 0 is decorrelated; no later sample changes verb
+    # AND noun -> decorrelated = {0}: method 1 vs reference 0; correlated = {1..4}:
+    # method (0+1+0+1)/4 - reference (0+0+0+1)/4 = 0.25
+    assert value(agg, FT, "oag_decorrelated/action/top1") == pytest.approx(1.0)
+    assert value(agg, FT, "oag_decorrelated/action/balanced_top1") == pytest.approx(1.0)
+    assert value(agg, FT, "oag_correlated/action/top1") == pytest.approx(0.25)
+    assert value(agg, FT, "oag_decorrelated/action/n_samples") == 1
     curves = agg.tables["oag_curves"]
     curve = curves[(curves.group == FT) & (curves.task == "action")]
     # running balanced accuracy, method [1,.5,.75,.5,.625] vs reference [0,0,0,0,.25]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+from ego4d_tree import write_tree
 from test_launch_slurm import STATE, slurm  # noqa: F401  (the shared local Slurm fixture)
 
 README = REPO / "README.md"
@@ -114,19 +115,15 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason():
 
 # -- running them ------------------------------------------------------------------------------
 def _project(tmp: Path, egotoy_root: Path, egotoy_splits: Path, pretrained: Path) -> dict[str, Path]:
-    """A scratch project root (what paths/default.yaml puts under ACTLAB_ROOT) and BlueCrystal paths."""
+    """A scratch project root (what paths/default.yaml puts under ACTLAB_ROOT) and BlueCrystal paths
+    (the environment variables of configs/paths/bluecrystal.yaml)."""
     (tmp / "data").mkdir()
     (tmp / "checkpoints").mkdir()
     (tmp / "data" / "egotoy").symlink_to(egotoy_root)
     (tmp / "splits").symlink_to(egotoy_splits)
     (tmp / "checkpoints" / "egotoy_pretrained.pt").symlink_to(pretrained)
-    bc = tmp / "bluecrystal"
-    (bc / "scratch").mkdir(parents=True)
-    (bc / "scratch" / "splits").symlink_to(egotoy_splits)     # `users: train` resolves from it
-    (bc / "ego4d").mkdir()
-    (bc / "slowfast.pyth").touch()
-    return {"ACTLAB_SCRATCH": bc / "scratch", "ACTLAB_EGO4D": bc / "ego4d",
-            "ACTLAB_EGO4D_CHECKPOINT": bc / "slowfast.pyth"}
+    # `make grid` checks the Ego4D inputs before a dry run too: a minimal tree in the real formats
+    return write_tree(tmp / "bluecrystal")
 
 
 def _argv(cmd: Command) -> list[str]:

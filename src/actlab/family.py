@@ -46,6 +46,9 @@ class Family:
     table: Callable[[], "TableSpec"]         # the default LaTeX table of the family's report
     plots: Callable[["Aggregated", Path], list[Path]] = lambda agg, out: []
     steps: tuple[PipelineStep, ...] = ()
+    # (composed task config) -> problems with the inputs its job reads, each naming the config key and
+    # the path; the launcher stops on any before it writes a sweep folder (docs/families.md)
+    check_inputs: Callable[[DictConfig], list[str]] = lambda cfg: []
 
     def job_function(self) -> Callable[[DictConfig], Any]:
         module, _, name = self.job.partition(":")

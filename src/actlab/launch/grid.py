@@ -2,7 +2,9 @@
 
 Units are the family's replication unit (continual: users from the split file; a family without
 one has seeds only); the reference group (`reference: {method: frozen}`) is added as a point
-when the grid lacks it. Identity keys (group, seed, submitted, the unit, ...) are never grid keys.
+when the grid lacks it. Its group is shared by every experiment with the same setup
+(launch/reference.py): identified by what determines its numbers, not by the experiment.
+Identity keys (group, seed, submitted, the unit, ...) are never grid keys.
 
 A grid key that names a config group (`method: [frozen, replay]`) becomes a Hydra override
 `method=replay` (its value must be an option of the group); any other key (`method.lr`) is set
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from actlab.family import Family
 from actlab.identity import RunIdentity, group_hash
 from actlab.job import NOT_A_POINT
+from actlab.launch.reference import reference_identity, shared_group, shared_identity
 
 _OPTION = re.compile(r"^[A-Za-z0-9_./-]+$")
 
@@ -38,6 +41,7 @@ class GridPoint:
     overrides: dict[str, Any]     # the point's own values; they define the group hash
     unit: str | None
     seed: int
+    shared_group: str | None = None   # the shared reference group this point's runs belong to
 
     @property
     def label(self) -> str:
@@ -46,6 +50,8 @@ class GridPoint:
         return f"[{vals}]{unit} seed={self.seed}"
 
     def identity(self, experiment: str, submitted: str, code: str, family: str) -> RunIdentity:
+        if self.shared_group is not None:
+            return shared_identity(self.shared_group, self.overrides, self.unit, self.seed, code, family)
         return RunIdentity.for_point(experiment, self.overrides, self.unit, self.seed, submitted, code, family)
 
 
@@ -56,6 +62,8 @@ class Grid:
     points: list[GridPoint]
     reference_group: str | None           # group id of the reference point, when the experiment has one
     cfg: DictConfig = field(repr=False)   # the experiment's composed task config (no point applied)
+    reference_identity: dict[str, Any] | None = None   # what identifies a shared reference group
+    configs: list[DictConfig] = field(default_factory=list, repr=False)  # one per distinct set of point overrides
 
 
 def _escape(value: Any) -> Any:
@@ -108,7 +116,10 @@ def compose_task(config_dir: Path, config_name: str, experiment: str, overrides:
         # the grid's own values are data too: escaped, so resolving the task config never fails on them
         cfg.grid = _escape(OmegaConf.to_container(cfg.grid, resolve=False))
     for key, (value, add) in values.items():
-        if not add and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        # `in` does not resolve the value: a key reading an unset variable is still there to replace
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not add and not (isinstance(node, DictConfig) and leaf in node):
             raise ValueError(f"unknown config key `{key}` (value {value!r}) for experiment {experiment}"
                              f" (write `+{key}` to add a key)")
         OmegaConf.update(cfg, key, _escape(value), merge=False, force_add=add)
@@ -190,7 +201,9 @@ def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Pa
 
     The reference group (`reference: {key: value}`) is part of the grid, once, when the grid has
     no point that is that reference already. `task_overrides` (see `parse_task_overrides`) apply
-    to every point, the reference included.
+    to every point, the reference included. The reference's group is the shared one of its setup
+    (`reference.reference_identity`), or the experiment's own when a preparation step of the
+    family (continual: `pretrain: true`) writes the inputs after submission.
     """
     config_dir = Path(config_dir).resolve()
     task_overrides = dict(task_overrides or {})
@@ -226,7 +239,16 @@ def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Pa
         if not units:
             raise ValueError(f"experiment {experiment}: no {family.unit}s")
     seeds = [int(s) for s in (base.get("seeds") or [0])]
-    points = [GridPoint(o, u, s) for o in overrides_list for u in units for s in seeds]
+    ref_identity = None
+    if reference_group is not None and not any(s.before and s.enabled(base) for s in family.steps):
+        try:
+            ref_cfg = compose_task(config_dir, config_name, experiment, task_overrides | ref_point, {})
+            ref_identity = reference_identity(ref_cfg, family.unit, Path(ref_cfg.paths.results).resolve())
+        except Exception as e:
+            raise ValueError(f"experiment {experiment}: reference {ref_point}: {e}") from e
+        reference_group = shared_group(ref_identity)
+    points = [GridPoint(o, u, s, reference_group if ref_identity is not None and o == ref_point else None)
+              for o in overrides_list for u in units for s in seeds]
     # Compose once per set of grid overrides (a Hydra compose costs ~0.1 s) and check each
     # unit x seed by resolving a copy with its literal values: 2,000 tasks validate in seconds.
     composed: dict[str, DictConfig] = {}
@@ -243,4 +265,5 @@ def build_grid(config_dir: str | Path, experiment: str, family: Family, repo: Pa
             OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:
             raise ValueError(f"experiment {experiment}: grid point {p.label} is invalid: {e}") from e
-    return Grid(experiment=experiment, family=family, points=points, reference_group=reference_group, cfg=base)
+    return Grid(experiment=experiment, family=family, points=points, reference_group=reference_group, cfg=base,
+                reference_identity=ref_identity, configs=list(composed.values()))

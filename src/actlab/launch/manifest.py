@@ -1,7 +1,9 @@
 """A sweep folder: manifest (array row -> grid point, unit, identity, run folder), code snapshot, jobs.
 
 sweeps/<experiment>/<submitted>-<random>/
-  manifest.json   fixed at submit time: rows, identities, the literal values every task gets
+  manifest.json   fixed at submit time: rows, identities, the literal values every task gets; a
+                  row `reused` is a completed run of the shared reference group (launch/reference.py)
+                  that this sweep pairs against but never submits
   code/src, code/configs   the code the tasks import (PYTHONPATH), copied at submit time
   code/jobs, code/postprocess   the scripts the pipeline's transfer / aggregation jobs run
   sweep.json      experiment, family, results root, units, reference group: what
@@ -49,6 +51,7 @@ class Row:
     seed: int
     identity: dict[str, Any]      # RunIdentity.to_dict()
     run_folder: str
+    reused: bool = False          # a completed run of a shared reference group: not submitted by this sweep
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Manifest:
     git: dict[str, Any] = field(default_factory=dict)
     task_overrides: dict[str, Any] = field(default_factory=dict)   # applied to every row (not its identity)
     pythonpath: list[str] = field(default_factory=list)            # added to sys.path of every task
+    reference_identity: dict[str, Any] | None = None                # what identifies a shared reference group
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -148,7 +148,7 @@ def run_pipeline(launch_cfg: DictConfig, repo: Path = REPO) -> Pipeline:
     python = cluster.get("python") or sys.executable
     try:
         pipe = plan(sweep, manifest, python, task_overrides)
-        rows = list(range(len(manifest.rows)))
+        rows = [r.index for r in manifest.rows if not r.reused]   # reused: a completed shared reference run
         if dry:
             _print_dry(sweep, manifest, pipe, rows)
         elif cluster["executor"] == "local":
@@ -193,11 +193,15 @@ def _run_locally(sweep: Path, manifest: mf.Manifest, pipe: Pipeline, rows: list[
 def _submit(sweep: Path, manifest: mf.Manifest, pipe: Pipeline, rows: list[int]) -> None:
     os.environ.update(cluster_env(manifest.cluster))
     before = [_submit_step(sweep, manifest, s, None).job_id for s in pipe.before()]
-    chunks = submit_rows(sweep, manifest, rows, dependency="afterok:" + ":".join(before) if before else None)
+    # without the reused rows, the rows may have gaps: then each task is given its row
+    contiguous = rows == list(range(rows[0], rows[0] + len(rows))) if rows else True
+    chunks = submit_rows(sweep, manifest, rows, contiguous=contiguous,
+                         dependency="afterok:" + ":".join(before) if before else None)
     pipe.arrays = [c.job_id for c in chunks]
     waits = [*before, *pipe.arrays]
     for step in pipe.after():
-        waits.append(_submit_step(sweep, manifest, step, "afterok:" + ":".join(pipe.arrays)).job_id)
+        waits.append(_submit_step(sweep, manifest, step,
+                                  "afterok:" + ":".join(pipe.arrays) if pipe.arrays else None).job_id)
     _submit_step(sweep, manifest, pipe.aggregate, "afterany:" + ":".join(waits))
     _write(pipe)
     print(f"pipeline of {manifest.experiment}: aggregation job {pipe.aggregate.job_id}; "

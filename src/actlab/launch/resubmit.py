@@ -1,6 +1,7 @@
 """Resubmit the failed or missing tasks of a sweep, with their original identities.
 
-Completed runs, and tasks still pending/running/requeued, are left alone, so nothing runs twice.
+Completed runs, and tasks still pending/running/requeued, are left alone, so nothing runs twice;
+so are the reused runs of the shared reference group while their folder holds a completed run.
 The rows run from the sweep's own code snapshot and manifest (same submitted time, group, run id).
 """
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A run whose status.json says completed is completed, whatever Slurm says; otherwise the latest
 submission of its row decides: pending, running, requeued, failed, timeout, cancelled,
 node_fail, out_of_memory; `missing` = never submitted, or Slurm forgot it without a result.
+A row the manifest marks `reused` (a completed run of the shared reference group, which this sweep
+did not submit) shows job `reused`; its state is read from its run folder like any other row, so
+it is completed, or missing (and resubmitted) should that run folder have been removed.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ class TaskStatus:
     unit: str | None
     seed: int
     state: str
-    job: str | None      # "<array>_<index>" of the latest submission
+    job: str | None      # "<array>_<index>" of the latest submission; "reused" for a reused reference run
     log: str | None      # its log file, for failures
 
 
@@ -48,7 +51,7 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
         status_file = Path(row.run_folder) / "status.json"
         done = status_file.exists() and read_json(status_file).get("state") == "completed"
         sub, idx = latest.get(row.index, (None, None))
-        job = None
+        job = "reused" if row.reused and sub is None else None
         if sub:   # a one-task Slurm submission is a plain job, not an array element
             job = f"{sub['job_id']}_{idx}" if sub["kind"] == "local" or sub.get("array", True) else sub["job_id"]
         if done:

@@ -28,7 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from actlab import families
 from actlab.identity import code_version, submit_timestamp
 from actlab.launch import manifest as mf
-from actlab.launch.grid import build_grid, parse_task_overrides
+from actlab.launch.grid import parse_task_overrides
+from actlab.launch.preflight import checked_grid
+from actlab.launch.reference import attach_shared_runs
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -53,7 +55,8 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
     parsed = parse_task_overrides(task_overrides)
     if cluster.get("paths") and not {"paths", "+paths"} & set(parsed):   # the cluster's paths profile
         parsed = {"paths": str(cluster["paths"])} | parsed
-    grid = build_grid(configs / family.config_dir, experiment, family, repo, parsed)
+    # stops naming the key and path of a missing or unfit input, before anything is written
+    grid = checked_grid(configs / family.config_dir, experiment, family, repo, parsed)
     submitted, code = submitted or submit_timestamp(), code_version(repo)
     paths = grid.cfg.paths
     literals = {"paths.root": str(Path(paths.root).resolve())}
@@ -66,6 +69,8 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
     ids = [r.identity["run_id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise ValueError(f"experiment {experiment}: two grid points give the same run id (duplicate grid values?)")
+    # the shared reference group (launch/reference.py): its completed runs are reused, not submitted
+    rows = attach_shared_runs(rows, results_root, grid.reference_identity, grid.reference_group, dry)
     sweep = (Path(tempfile.mkdtemp(prefix="actlab-dry-")) if dry
              else mf.new_sweep(Path(sweeps_root or paths.sweeps).resolve(), experiment, submitted))
     git = mf.snapshot_code(repo, configs, sweep)
@@ -73,7 +78,8 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
                            job=family.job, config_dir=family.config_dir, config_name=family.config_name,
                            reference_group=grid.reference_group, literals=literals, rows=rows,
                            cluster=_plain(cluster), resources=_plain(resources), git=git,
-                           task_overrides=parsed, pythonpath=[str(Path(p).resolve()) for p in pythonpath or []])
+                           task_overrides=parsed, pythonpath=[str(Path(p).resolve()) for p in pythonpath or []],
+                           reference_identity=grid.reference_identity)
     mf.write_manifest(sweep, manifest)
     mf.write_sweep_info(sweep, manifest, results_root)
     return sweep, manifest
@@ -94,25 +100,32 @@ def _plain_list(value: Any) -> list[Any]:
 
 def max_array_size(cluster: dict[str, Any], dry: bool = False) -> int:
     """The profile's `max_array_size`, else the cluster's MaxArraySize (`scontrol show config`).
-    A dry run on a machine that cannot ask the cluster (no Slurm, another cluster's config) uses
-    Slurm's default, 1001, and says so."""
+    A dry run on a machine that cannot ask the cluster (no Slurm, an installed but unconfigured
+    one, another cluster's config) uses the profile's `dry_max_array_size` and says so."""
     if cluster.get("max_array_size"):
         return int(cluster["max_array_size"])
     try:
         out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60,
                              env=os.environ | cluster_env(cluster))
+        why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    except FileNotFoundError:
+        out, why = subprocess.CompletedProcess([], 127, "", ""), "scontrol is not installed here"
     except (OSError, subprocess.TimeoutExpired) as e:
-        out = subprocess.CompletedProcess([], 1, "", str(e))
+        out, why = subprocess.CompletedProcess([], 1, "", ""), f"scontrol: {e}"
     for line in out.stdout.splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "MaxArraySize":
             return int(value.strip())
-    if dry:
-        print(f"dry run: could not ask the cluster for MaxArraySize ({out.stderr.strip()[:200]}); "
-              f"using Slurm's default 1001 (set cluster.max_array_size to be exact)")
-        return 1001
-    raise RuntimeError(f"MaxArraySize not found in `scontrol show config` ({out.stderr.strip()}); "
-                       f"set cluster.max_array_size in the cluster profile")
+    if not dry:
+        raise RuntimeError(f"MaxArraySize not found in `scontrol show config` ({why}); "
+                           f"set cluster.max_array_size in the cluster profile")
+    if not cluster.get("dry_max_array_size"):
+        raise RuntimeError(f"dry run: cannot ask the cluster for MaxArraySize ({why}); set "
+                           f"cluster.dry_max_array_size (or cluster.max_array_size) in the cluster profile")
+    assumed = int(cluster["dry_max_array_size"])
+    print(f"dry run: cannot ask the cluster for MaxArraySize ({why}); "
+          f"using cluster.dry_max_array_size = {assumed} from the cluster profile")
+    return assumed
 
 
 def cluster_env(cluster: dict[str, Any]) -> dict[str, str]:

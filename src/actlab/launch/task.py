@@ -45,6 +45,8 @@ def task_config(manifest: Manifest, sweep: Path, index: int) -> DictConfig:
     row = manifest.row(index)
     ident = row.identity
     literals = dict(manifest.literals) | {
+        # experiment: a shared reference row's is `reference`, not the sweep's (launch/reference.py)
+        "experiment": ident["experiment"],
         "seed": row.seed, "submitted": ident["submitted"], "group": ident["group"], "code": ident["code"],
         "overrides": row.overrides, "reference_group": manifest.reference_group}
     if row.unit is not None:

@@ -28,7 +28,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--results", help="results root (default: the sweep's, else results)")
     p.add_argument("--sweep", help=f"sweep folder, or `latest` (the last submitted under $ACTLAB_ROOT/sweeps, "
                                    f"else ./sweeps); its {SWEEP_FILE} names experiment, family, results, units")
-    p.add_argument("--experiment", help="only this experiment (plus the groups its runs name as reference)")
+    p.add_argument("--experiment", help="only this experiment (plus the runs of its units in the groups its runs "
+                                         "name as reference)")
     p.add_argument("--family", help="the runs' family (default: the sweep's, else the one the runs record)")
     p.add_argument("--source", choices=["store", "wandb-offline", "wandb-api"], default="store")
     p.add_argument("--wandb-dir", default="wandb", help="offline W&B folder (source wandb-offline)")
@@ -79,7 +80,7 @@ def request(args: argparse.Namespace) -> Request:
     reference = args.reference_group or meta.get("reference_group") or None
     runs = sources.load(args.source, results=results, wandb_dir=args.wandb_dir, wandb_path=args.wandb_path,
                         groups=args.groups, cache=args.cache)
-    runs = select_experiment(runs, experiment)
+    runs = select_experiment(runs, experiment, [str(u) for u in units] if units is not None else None)
     if not runs.rows:
         where = {"store": results, "wandb-offline": args.wandb_dir}.get(args.source, args.wandb_path)
         raise DataError(f"{where} ({args.source}): no completed runs" + (f" of experiment {experiment}" if experiment else ""))

@@ -9,19 +9,28 @@ from actlab.atomic import atomic_write_text
 from actlab.errors import DataError
 from actlab.family import Family
 from actlab.post.latex import TableSpec, render_table
-from actlab.post.sources import Runs
+from actlab.post.sources import IncompleteRun, RunRow, Runs
 from actlab.post.tables import REFERENCE_LABEL, write_tables
 
 
-def select_experiment(runs: Runs, experiment: str | None) -> Runs:
+def select_experiment(runs: Runs, experiment: str | None, units: list[str] | None = None) -> Runs:
     """The experiment's runs plus the groups they name as their reference (label
-    `reference_group`), which may belong to another experiment."""
+    `reference_group`), which may belong to another experiment: a shared reference group
+    (launch/reference.py) holds the runs of every experiment with the same setup, so of a group
+    outside the experiment only the runs of the experiment's units (`units`, default: those with a
+    run in the experiment) and seeds are kept."""
     if experiment is None:
         return runs
+    own = [r for r in [*runs.rows, *runs.incomplete] if r.experiment == experiment]
     keep = {r.group for r in runs.rows if r.experiment == experiment}
-    refs = {r.labels.get(REFERENCE_LABEL, "") for r in runs.rows if r.experiment == experiment} - {""}
-    return Runs([r for r in runs.rows if r.group in keep | refs],
-                [r for r in runs.incomplete if r.experiment == experiment or r.group in refs])
+    refs = {r.labels.get(REFERENCE_LABEL, "") for r in runs.rows if r.experiment == experiment} - {""} - keep
+    wanted = set(units) if units else {r.unit_key for r in own}
+    seeds = {r.seed for r in own}
+
+    def borrowed(r: RunRow | IncompleteRun) -> bool:   # a reference run outside the experiment, of its units
+        return r.group in refs and r.unit_key in wanted and r.seed in seeds
+    return Runs([r for r in runs.rows if r.group in keep or borrowed(r)],
+                [r for r in runs.incomplete if r.experiment == experiment or borrowed(r)])
 
 
 def select_family(runs: Runs, family: str) -> Runs:

@@ -2,8 +2,10 @@
 
 Job: one user's stream under one method (`engine/stream_job.py`, jobs/stream.py); unit: the user;
 after the stream arrays, the transfer evaluation (`engine/transfer_job.py`, jobs/transfer.py);
-optionally before them, the population pretraining (jobs/pretrain.py). Aggregation: OAG / HAG
-paired by user against the reference group, transfer matrices, re-exposure forgetting.
+optionally before them, the population pretraining (jobs/pretrain.py). Before submission, the
+launcher checks that the data, split files and checkpoint exist and that the checkpoint's heads
+fit the data (`inputs.py`). Aggregation: OAG / HAG paired by user against the reference group,
+transfer matrices, re-exposure forgetting.
 Conventions and their upstream sources: docs/protocol.md.
 """
 from __future__ import annotations
@@ -41,6 +43,12 @@ def _plots(agg, out_dir):
     return all_plots(agg, out_dir)
 
 
+def _check_inputs(cfg: DictConfig) -> list[str]:
+    from actlab.families.continual.inputs import check_continual
+
+    return check_continual(cfg)
+
+
 FAMILY = Family(
     name="continual",
     config_dir="continual",
@@ -51,6 +59,7 @@ FAMILY = Family(
     aggregate=_aggregate,
     table=_table,
     plots=_plots,
+    check_inputs=_check_inputs,
     steps=(
         PipelineStep("pretrain", "jobs/pretrain.py", args=lambda experiment, cfg: [],
                      enabled=lambda cfg: bool(cfg.get("pretrain")), before=True),

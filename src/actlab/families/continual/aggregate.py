@@ -29,8 +29,8 @@ from actlab.errors import DataError
 from actlab.families.continual import artifacts
 from actlab.families.continual.artifacts import TASKS
 from actlab.families.continual.metrics.balanced import balanced_accuracy, running_balanced
-from actlab.families.continual.metrics.decorrelated import decorrelated_mask
-from actlab.families.continual.metrics.forgetting import bin_by_log10_gap, pearson
+from actlab.families.continual.metrics.decorrelated import task_decorrelated_mask
+from actlab.families.continual.metrics import forgetting as forg
 from actlab.post import tables
 from actlab.post.latex import Column, TableSpec
 from actlab.post.sources import RunRow, Runs
@@ -41,7 +41,7 @@ GAIN_STATS = ("top1", "top5", "balanced_top1", "loss")
 FRAME_STATS = ("top1", "balanced_top1")      # stats computable from predictions.parquet
 
 TRANSFER_COLUMNS = ["experiment", "group", "label", "kind", "task", "stat", "model_user", "stream_user", "value"]
-FORGETTING_COLUMNS = ["experiment", "group", "label", "bin_lo", "bin_hi", "n", "mean", "se"]
+FORGETTING_COLUMNS = ["experiment", "group", "label", "metric", "task", "bin", "bin_lo", "bin_hi", "n", "mean", "se"]
 CURVE_COLUMNS = ["experiment", "group", "label", "user", "task", "position", "oag"]
 
 
@@ -49,6 +49,8 @@ def higher_is_better(metric: str) -> bool:
     """Direction of a tidy metric name: absolute losses are lower-better, everything else higher
     (gains of losses are sign-flipped, so they are higher-better too)."""
     phase, _, rest = metric.partition("/")
+    if phase.startswith("forgetting"):
+        return False              # re-exposure forgetting: delta > 0 is forgetting
     is_gain = phase in {"oag", "hag"} or phase.startswith(("oag_", "transfer_gain"))
     return is_gain or not rest.endswith("loss")
 
@@ -153,7 +155,7 @@ def decorrelated_gains(pair: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for task in TASKS:
         y = _labels(pair, task)
-        dec = decorrelated_mask(list(y))
+        dec = task_decorrelated_mask(pair["verb"].tolist(), pair["noun"].tolist(), task)
         c_m = pair[f"correct_{task}"].to_numpy().astype(bool)
         c_r = pair[f"correct_{task}_ref"].to_numpy().astype(bool)
         for name, mask in (("oag_decorrelated", dec), ("oag_correlated", ~dec)):
@@ -228,12 +230,9 @@ def aggregate(runs: Runs, reference_group: str | None = None, expected_units: li
         t_rows = _transfer_rows(info, units.get(group, {}), ref_own, ref_in)
         transfer += t_rows
         tidy += _transfer_summary(info, t_rows)
-        f = _forgetting(info, units.get(group, {}))
-        if f is not None:
-            bins, r, n = f
-            forgetting.append(bins)
-            tidy += tables.stat_rows(info, "forgetting/delta", {"r": r, "n": float(n)},
-                                     higher_is_better("forgetting/delta"))
+        bins, rows = _forgetting(info, units.get(group, {}))
+        forgetting += bins
+        tidy += rows
 
     return Aggregated(groups, tables.tidy_frame(tidy), tables.per_unit_frame(per_unit), {
         "transfer": pd.DataFrame(transfer, columns=TRANSFER_COLUMNS),
@@ -323,19 +322,35 @@ def _transfer_summary(info: GroupInfo, t_rows: list[dict]) -> list[dict]:
     return out
 
 
-def _forgetting(info: GroupInfo, runs: dict[str, list[RunRow]]) -> tuple[pd.DataFrame, float, int] | None:
+def _forgetting(info: GroupInfo, runs: dict[str, list[RunRow]]) -> tuple[list[pd.DataFrame], list[dict]]:
+    """Re-exposure forgetting entries of every run of the group pooled (all users and seeds
+    together, as upstream's figure): per (metric, task) the 10 log10(gap) bins and tidy rows
+    forgetting_pooled/<task>/<metric> (forg.pooled_stats)."""
     frames = []
     for user_runs in runs.values():
         for r in user_runs:
             if r.folder is not None and RunStore(r.folder).has(artifacts.FORGETTING):
-                frames.append(RunStore(r.folder).read(artifacts.FORGETTING))
-    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if events.empty or "gap" not in events:
-        return None
-    bins = bin_by_log10_gap(events)
-    for k, v in reversed(list({"experiment": info.experiment, "group": info.group, "label": info.label}.items())):
-        bins.insert(0, k, v)
-    return bins, pearson(events), len(events)
+                frame = RunStore(r.folder).read(artifacts.FORGETTING)
+                missing = set(forg.ENTRY_COLUMNS) - set(frame.columns)
+                if len(frame) and missing:
+                    raise DataError(f"{r.folder / artifacts.FORGETTING}: lacks columns {sorted(missing)} "
+                                    f"(written by an older actlab; rerun the stream job)")
+                frames.append(frame)
+    entries = forg.entries_frame(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+    bins, rows = [], []
+    for task in TASKS:
+        for metric in forg.METRICS:
+            sel = forg.select(entries, metric, task)
+            if sel.empty:
+                continue
+            b = forg.bin_by_log10_gap(sel)
+            for k, v in reversed(list({"experiment": info.experiment, "group": info.group, "label": info.label,
+                                       "metric": metric, "task": task}.items())):
+                b.insert(0, k, v)
+            bins.append(b)
+            name = f"forgetting_pooled/{task}/{metric}"
+            rows += tables.stat_rows(info, name, forg.pooled_stats(sel), higher_is_better(name))
+    return bins, rows
 
 
 # -- views -----------------------------------------------------------------------------------------

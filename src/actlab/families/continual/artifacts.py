@@ -2,7 +2,8 @@
 results store, `actlab.results.store.Artifact`), its labels and its inputs.
 
 A stream run (engine/stream_job.py) records
-- labels  {VARIANT: the method name, REFERENCE_GROUP: group id of its frozen reference, "" for the
+- labels  {VARIANT: the method name, REFERENCE_GROUP: group id of its frozen reference (a group
+  shared by every experiment with the same setup, `ref-<hash>`: docs/families.md), "" for the
   reference itself};
 - inputs  {STREAM: SHA-256 of its stream manifest, PRETRAINED: SHA-256 of the starting checkpoint};
 - artifacts PREDICTIONS, FORGETTING, STREAM, FINAL_MODEL, and `transfer(j)` per evaluated stream j;
@@ -17,7 +18,7 @@ TASKS = ("action", "verb", "noun")
 
 # labels (identity.json "labels"; what the aggregation groups and pairs by)
 VARIANT = "variant"                  # the method name, e.g. "replay"
-REFERENCE_GROUP = "reference_group"  # the frozen reference's group id; "" for the reference itself
+REFERENCE_GROUP = "reference_group"  # the frozen reference's (shared) group id; "" for the reference itself
 
 # inputs (identity.json "inputs": name -> SHA-256)
 STREAM_INPUT = "stream"              # the user's stream manifest (= STREAM's "sha256")
@@ -25,7 +26,7 @@ PRETRAINED_INPUT = "pretrained"      # the checkpoint the run starts from
 
 # artifacts (paths inside the run folder)
 PREDICTIONS = "predictions.parquet"  # one row per stream sample: position, index, verb, noun, correct_<task>, ...
-FORGETTING = "forgetting.parquet"    # re-exposure events: label, step, gap, acc_after, acc_before, delta
+FORGETTING = "forgetting.parquet"    # re-exposure entries: metrics/forgetting.py ENTRY_COLUMNS
 STREAM = "stream.json"               # {"user", "sha256", "clips": [StreamClip.to_dict()], "stats": {...}}
 FINAL_MODEL = "final_model.pt"       # state_dict of the adapted model (the transfer job's input)
 TRANSFER_DIR = "transfer"            # transfer/<stream user>.json

@@ -40,6 +40,12 @@ def _plots(agg, out_dir):
     return validation_curves(agg, out_dir)
 
 
+def _check_inputs(cfg):
+    from actlab.families.continual.inputs import check_pretrain
+
+    return check_pretrain(cfg)
+
+
 FAMILY = Family(
     name="pretrain",
     config_dir="continual",
@@ -50,4 +56,5 @@ FAMILY = Family(
     aggregate=_aggregate,
     table=_table,
     plots=_plots,
+    check_inputs=_check_inputs,   # its data and the pretrain + train split files (before submission)
 )
