@@ -2,9 +2,10 @@
 
 One train user's stream through `ClipDataset` (decode + subsample + normalise) with a DataLoader
 of batch 4 and 0 / 1 / 2 workers, against the model's consumption rate: clips/s of the bare
-online forward + SGD step on pre-decoded batches (bench_stream_loop's limit). Then the stream
-loop end to end without the clip cache (`cache_clips: false`) at 0 and 2 workers, against the
-cached loop: how much of the decoding the workers hide behind compute.
+train-mode forward (online predictions and loss) + SGD step on pre-decoded batches
+(bench_stream_loop's limit). Then the stream loop end to end without the clip cache
+(`cache_clips: false`) at 0 and 2 workers, against the cached loop: how much of the decoding the
+workers hide behind compute.
 Figures: decode clips/s per worker count, decode / consume, uncached loop / cached loop.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 import _egotoy
-from bench_stream_loop import BATCH, bare_run, method
+from bench_stream_loop import BATCH, finetune_steps, limit_run, method
 from common import Record, interleaved, median
 
 from actlab.families.continual.engine.clip_cache import InMemoryClips
@@ -46,10 +47,10 @@ def main() -> None:
     for i in range(n):
         cached[i]
     batches = [default_collate([cached[i] for i in range(s, min(s + BATCH, n))]) for s in range(0, n, BATCH)]
-    batches = [b | {k: torch.as_tensor(b[k]) for k in ("verb", "noun")} for b in batches]
+    steps = finetune_steps(batches)
     init = _egotoy.new_model()
     fns = {f"decode_w{w}": (lambda w=w: decode_all(raw, w)) for w in WORKERS}
-    fns["consume"] = lambda: bare_run(init, batches, None)
+    fns["consume"] = lambda: limit_run("finetune", init, steps)
     fns["loop_cached_w0"] = lambda: loop(init, cached, cfg, 0)
     fns["loop_uncached_w0"] = lambda: loop(init, raw, cfg, 0)
     fns["loop_uncached_w2"] = lambda: loop(init, raw, cfg, 2)

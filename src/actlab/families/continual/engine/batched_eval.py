@@ -1,13 +1,15 @@
 """Evaluate several models on one stream in one pass: one decode per batch, backbones batched.
 
 Full-finetune transfer matrices hold N models whose backbones share the architecture but not the
-weights, so `StreamEvaluator`'s feature cache never hits and the naive job runs N^2 separate
+weights (as do head-only ones whose batch-norm statistics adapted, `method.backbone_bn: adapt`),
+so `StreamEvaluator`'s feature cache never hits and the naive job runs N^2 separate
 backbone passes (and, without a clip cache, decodes every stream N times). `MultiModelEvaluator`
 reads each batch of a stream once and runs every distinct backbone on it in one call:
 `torch.func.stack_module_state` stacks the backbones' parameters and buffers (batch-norm running
 stats are buffers, so eval-mode batch norm uses each model's own), and `vmap` over
 `functional_call` runs them as one batched network. Models whose backbones are bit-identical
-(head-only finetuning) share one backbone slot, as in `StreamEvaluator`; heads run per model.
+(equal `backbone_hash`: parameters and batch-norm buffers, e.g. head-only finetuning with
+`method.backbone_bn: frozen`) share one backbone slot, as in `StreamEvaluator`; heads run per model.
 
 pytorchvideo's `Swish` is a legacy `autograd.Function` that `vmap` refuses, so the stateless
 template that `functional_call` runs has each `Swish` replaced by `_VmapSwish`, the same

@@ -1,10 +1,14 @@
 """Evaluate a model (eval mode) on a whole stream; share backbone features between models.
 
 `StreamEvaluator` computes predictions as `model.classify(model.features(video))`, which is the
-model's forward, and caches the features per (stream, backbone weights): models whose backbone is
-bit-identical (frozen network, head-only finetuning of the same pretrained model) decode and run
-the stream's clips once. The cache key is a hash of the backbone's state dict, so a model whose
-backbone changed can never receive another model's features.
+model's forward, and caches the features per (stream, backbone state): models whose backbones are
+bit-identical decode and run the stream's clips once. The cache key is a hash of the backbone's
+full state dict, parameters and buffers (batch-norm running statistics included), so a model whose
+backbone changed in any way can never receive another model's features. A frozen network or a
+head-only finetuned model keeps the pretrained backbone bit-identical only with
+`method.backbone_bn: frozen` (the frozen network also with `online_forward: eval`); by default
+(`adapt`, upstream) its train-mode forwards move the batch-norm statistics, so each such model has
+its own backbone and its own feature pass.
 """
 from __future__ import annotations
 

@@ -5,10 +5,12 @@ whole stream of each user of the same group: the own stream only (`mode: diagona
 every user's stream (`mode: all`, the transfer matrix). Each (model, stream) pair is written to
 `<model run>/transfer/<stream user>.json` as soon as it is done and skipped when it exists, so a
 killed job resumes where it stopped. The job goes stream by stream (each stream decoded once for
-all models of a group). Models with a bit-identical backbone (frozen network, head-only finetuning)
-share the stream's backbone features through `StreamEvaluator`; `batch_models: true` runs all
-backbones of an architecture in one vmapped call per batch instead (`batched_eval`: measured 2.2x
-slower than one model at a time on CPU, benchmarks/bench_transfer.py; meant for GPUs).
+all models of a group). Models whose backbones hash equal (full state, batch-norm statistics
+included: a frozen network or head-only finetuning with `method.backbone_bn: frozen`; with the
+default `adapt` the statistics differ per run) share the stream's backbone features through
+`StreamEvaluator`; `batch_models: true` runs all backbones of an architecture in one vmapped call
+per batch instead (`batched_eval`: measured 2.2x slower than one model at a time on CPU,
+benchmarks/bench_transfer.py; meant for GPUs).
 """
 from __future__ import annotations
 
