@@ -150,6 +150,23 @@ def test_transfer_job_fills_the_matrix_and_skips_pairs_already_done(stream_overr
         assert all(got[k] == pytest.approx(v, abs=1e-5) for k, v in expected.items()), p
 
 
+def test_transfer_uses_the_latest_submission_of_each_user_and_seed(stream_overrides, tmp_path):
+    """An older run of the same grid point (here: a shorter stream, as after regenerating the data)
+    is superseded, as in aggregation: transfer neither evaluates nor checks it."""
+    def stream(user, clips, submitted):
+        return stream_job.run(compose("stream", [*stream_overrides, f"user={user}", "experiment=egotoy_main",
+                                                 f"data.max_clips={clips}", "method=finetune",
+                                                 "method.head_only=true", "wandb.mode=disabled",
+                                                 f"submitted={submitted}"]))
+    old = stream("265", 8, "20250101T000000Z")
+    new = [stream(user, 12, "20260101T000000Z") for user in ("68", "265")]
+    cfg = compose("transfer", [f"paths.root={tmp_path}", "experiment=egotoy_main", "mode=all"])
+    assert transfer_job.run(cfg) == 2            # 68 -> 265 and 265 -> 68; the diagonals came with the streams
+    assert sorted(p.stem for p in (old / "transfer").glob("*.json")) == ["265"]     # its own diagonal only
+    for folder in new:
+        assert sorted(p.stem for p in (folder / "transfer").glob("*.json")) == ["265", "68"]
+
+
 def test_two_processes_on_the_same_run_never_both_write(stream_overrides, tmp_path):
     """A second process started on a run that another one is writing (a requeue racing its dying
     predecessor, a hand rerun beside the array) stops naming the holder, or waits for it."""

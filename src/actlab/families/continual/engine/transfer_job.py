@@ -41,6 +41,18 @@ def _run_config(record: RunRecord) -> DictConfig:
     return OmegaConf.create(yaml.safe_load((record.folder / layout.CONFIG).read_text()))
 
 
+def latest_runs(records: list[RunRecord]) -> list[RunRecord]:
+    """One run per (unit, seed) of a group: the latest submission, as aggregation counts it; an
+    older run of the same point (e.g. before the data were regenerated) is neither evaluated nor
+    a target."""
+    best: dict[tuple[str | None, int], RunRecord] = {}
+    for r in records:
+        key, rank = (r.identity.unit, r.identity.seed), (r.identity.submitted, r.identity.run_id)
+        if key not in best or rank > (best[key].identity.submitted, best[key].identity.run_id):
+            best[key] = r
+    return list(best.values())
+
+
 def run(cfg: DictConfig) -> int:
     """Evaluate the missing (model, stream) pairs; returns how many were computed."""
     if cfg.mode not in MODES:
@@ -56,7 +68,8 @@ def run(cfg: DictConfig) -> int:
     evaluator = StreamEvaluator(cfg.batch_size, cfg.num_workers, cache_features=cfg.cache_features)
     batched = MultiModelEvaluator(cfg.batch_size, cfg.num_workers) if cfg.batch_models else None
     done = 0
-    for group, records in sorted(groups.items()):
+    for group, all_records in sorted(groups.items()):
+        records = latest_runs(all_records)
         # stream user -> the (model run, model, target run) pairs still missing for that stream
         pending: dict[str, list[tuple[RunRecord, torch.nn.Module, RunRecord]]] = defaultdict(list)
         data_cfg = None
