@@ -55,6 +55,31 @@ def test_select_experiment_keeps_the_recorded_reference(results):  # noqa: F811
     assert {r.group for r in runs.rows} == {"other-ref", "other-ft", "exp-frozen"}
 
 
+def test_a_sweeps_report_keeps_only_the_sweeps_groups(results):  # noqa: F811
+    """A group of the experiment that another sweep wrote (an older grid point, a reference group
+    from before the shared references) is not part of this sweep's table."""
+    continual_run(results, RunIdentity("other", "other-old", "68", 0, "20250101T000000Z"), "finetune",
+                  {"online/action/balanced_top1": 0.9}, "sha68", reference_group="exp-frozen")
+    continual_run(results, RunIdentity("other", "other-ft", "68", 0, "20260101T000000Z"), "finetune",
+                  {"online/action/balanced_top1": 0.3}, "sha68", reference_group="exp-frozen")
+    runs = select_experiment(load_store(results), "other", groups=["other-ft", "exp-frozen"])
+    assert {r.group for r in runs.rows} == {"other-ft", "exp-frozen"}
+    assert {r.group for r in select_experiment(load_store(results), "other").rows} == {
+        "other-old", "other-ft", "exp-frozen"}
+
+
+def test_the_reference_comes_from_each_points_latest_submission(results):  # noqa: F811
+    """An older submission of a point that named another reference group does not pull that group in."""
+    continual_run(results, RunIdentity("other", "other-ref-old", "68", 0, "20250101T000000Z"), "frozen",
+                  {"online/action/balanced_top1": 0.1}, "sha68")
+    continual_run(results, RunIdentity("other", "other-ft", "68", 0, "20250101T000000Z"), "finetune",
+                  {"online/action/balanced_top1": 0.9}, "sha68", reference_group="other-ref-old")
+    continual_run(results, RunIdentity("other", "other-ft", "68", 0, "20260101T000000Z"), "finetune",
+                  {"online/action/balanced_top1": 0.3}, "sha68", reference_group="exp-frozen")
+    runs = select_experiment(load_store(results), "other", groups=["other-ft"])
+    assert {r.group for r in runs.rows} == {"other-ft", "exp-frozen"}
+
+
 def test_to_latex_cli(results, tmp_path):  # noqa: F811
     cols = tmp_path / "cols.yaml"
     cols.write_text("columns:\n  - {metric: hag/action/balanced_top1, label: HAG, se: se_upstream}\n"

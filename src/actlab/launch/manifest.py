@@ -162,7 +162,8 @@ def write_sweep_info(sweep: Path, manifest: Manifest, results_root: str | Path) 
     units = [u for u in dict.fromkeys(r.unit for r in manifest.rows) if u is not None]
     return atomic_write_json(sweep / "sweep.json", {
         "experiment": manifest.experiment, "family": manifest.family, "results": str(results_root),
-        "units": units, "reference_group": manifest.reference_group})
+        "units": units, "reference_group": manifest.reference_group,
+        "groups": sorted({r.identity["group"] for r in manifest.rows})})
 
 
 def load_manifest(path: str | Path) -> Manifest:

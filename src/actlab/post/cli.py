@@ -1,6 +1,6 @@
 """Shared command line of postprocess/{to_latex,aggregate,plots}.py.
 
-`--sweep S` reads `S/sweep.json` (experiment, family, results, units, reference_group: what the
+`--sweep S` reads `S/sweep.json` (experiment, family, results, units, reference_group, groups: what the
 launcher recorded) and dispatches on its family; without a sweep, `--family` names it (default:
 the family every loaded run records). Options given on the command line win over sweep.json.
 Bad input ends the script with a one-line error naming the file or key (exit status 2).
@@ -20,7 +20,7 @@ from actlab.post import sources
 from actlab.post.report import recorded_family, select_experiment, select_family
 
 SWEEP_FILE = "sweep.json"
-SWEEP_KEYS = ("experiment", "family", "results")          # required; "units" and "reference_group" optional
+SWEEP_KEYS = ("experiment", "family", "results")   # required; "units", "reference_group", "groups" optional
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -54,9 +54,9 @@ def read_sweep(folder: str | Path) -> dict[str, Any]:
     for key in SWEEP_KEYS:
         if not meta.get(key):
             raise DataError(f"{path}: no key {key!r}")
-    units = meta.get("units")
-    if units is not None and not isinstance(units, list):
-        raise DataError(f"{path}: key 'units' must be a list, got {type(units).__name__}")
+    for key in ("units", "groups"):
+        if meta.get(key) is not None and not isinstance(meta[key], list):
+            raise DataError(f"{path}: key {key!r} must be a list, got {type(meta[key]).__name__}")
     return meta
 
 
@@ -80,7 +80,8 @@ def request(args: argparse.Namespace) -> Request:
     reference = args.reference_group or meta.get("reference_group") or None
     runs = sources.load(args.source, results=results, wandb_dir=args.wandb_dir, wandb_path=args.wandb_path,
                         groups=args.groups, cache=args.cache)
-    runs = select_experiment(runs, experiment, [str(u) for u in units] if units is not None else None)
+    runs = select_experiment(runs, experiment, [str(u) for u in units] if units is not None else None,
+                             meta.get("groups") if not args.experiment else None)
     if not runs.rows:
         where = {"store": results, "wandb-offline": args.wandb_dir}.get(args.source, args.wandb_path)
         raise DataError(f"{where} ({args.source}): no completed runs" + (f" of experiment {experiment}" if experiment else ""))

@@ -10,27 +10,32 @@ from actlab.errors import DataError
 from actlab.family import Family
 from actlab.post.latex import TableSpec, render_table
 from actlab.post.sources import IncompleteRun, RunRow, Runs
-from actlab.post.tables import REFERENCE_LABEL, write_tables
+from actlab.post.tables import REFERENCE_LABEL, latest, write_tables
 
 
-def select_experiment(runs: Runs, experiment: str | None, units: list[str] | None = None) -> Runs:
+def select_experiment(runs: Runs, experiment: str | None, units: list[str] | None = None,
+                      groups: list[str] | None = None) -> Runs:
     """The experiment's runs plus the groups they name as their reference (label
     `reference_group`), which may belong to another experiment: a shared reference group
     (launch/reference.py) holds the runs of every experiment with the same setup, so of a group
     outside the experiment only the runs of the experiment's units (`units`, default: those with a
-    run in the experiment) and seeds are kept."""
+    run in the experiment) and seeds are kept. `groups` (a sweep's own, from its sweep.json) leaves
+    out the experiment's groups that other sweeps wrote."""
     if experiment is None:
         return runs
-    own = [r for r in [*runs.rows, *runs.incomplete] if r.experiment == experiment]
-    keep = {r.group for r in runs.rows if r.experiment == experiment}
-    refs = {r.labels.get(REFERENCE_LABEL, "") for r in runs.rows if r.experiment == experiment} - {""} - keep
+    mine = (lambda r: r.experiment == experiment and (groups is None or r.group in groups))
+    own = [r for r in [*runs.rows, *runs.incomplete] if mine(r)]
+    keep = {r.group for r in runs.rows if mine(r)}
+    # the reference each point names in its latest submission (an older run of the point may name
+    # a reference group that is gone, e.g. one from before the shared references)
+    refs = {r.labels.get(REFERENCE_LABEL, "") for r in latest(r for r in runs.rows if mine(r))} - {""} - keep
     wanted = set(units) if units else {r.unit_key for r in own}
     seeds = {r.seed for r in own}
 
     def borrowed(r: RunRow | IncompleteRun) -> bool:   # a reference run outside the experiment, of its units
         return r.group in refs and r.unit_key in wanted and r.seed in seeds
     return Runs([r for r in runs.rows if r.group in keep or borrowed(r)],
-                [r for r in runs.incomplete if r.experiment == experiment or borrowed(r)])
+                [r for r in runs.incomplete if mine(r) or borrowed(r)])
 
 
 def select_family(runs: Runs, family: str) -> Runs:
