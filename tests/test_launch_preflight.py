@@ -119,6 +119,11 @@ def test_checkpoint_heads_in_slowfast_library_and_actlab_naming(tmp_path):
                                "model.head.0.projections.1.weight": torch.zeros(7, 2)}}, tmp_path / "masked.ckpt")
     heads = checkpoint_heads(tmp_path / "masked.ckpt")
     assert (heads.verbs, heads.nouns) == (5, 7)
+    # the SlowFast library's own layout ({"model_state": ..., "epoch"}), 3 and 4 rows
+    torch.save({"model_state": {"head.projections.0.weight": torch.zeros(3, 2),
+                                "head.projections.1.weight": torch.zeros(4, 2)}, "epoch": 1}, tmp_path / "sf.pyth")
+    heads = checkpoint_heads(tmp_path / "sf.pyth")
+    assert (heads.verbs, heads.nouns) == (3, 4)
     torch.save({"state_dict": {"model.s1.pathway0_stem.conv.weight": torch.zeros(1)}}, tmp_path / "headless.ckpt")
     with pytest.raises(DataError, match="no verb head"):
         checkpoint_heads(tmp_path / "headless.ckpt")

@@ -11,14 +11,12 @@ import functools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from actlab.errors import DataError
 from actlab.families.continual.data.ego4d import ANNOTATION_FILES
 from actlab.families.continual.data.user_streams import LOOKUP_ORDER
-from actlab.families.continual.models.slowfast_keys import to_actlab
 from actlab.launch.preflight import how_to_set, missing
 
 HEADS = {"verb": "verb_head.weight", "noun": "noun_head.weight"}   # [classes, features]
@@ -33,42 +31,19 @@ class HeadSizes:
     nouns: int
 
 
-def _state_dicts(obj: Any) -> list[dict[str, Any]]:
-    """Where checkpoints keep their tensors: Lightning's `state_dict`, the project's `model`, or the top."""
-    if not isinstance(obj, dict):
-        return []
-    return [d for d in (obj.get("state_dict"), obj.get("model"), obj) if isinstance(d, dict)]
-
-
-def _head_rows(state: dict[str, Any], target: str) -> int | None:
-    """Rows of the head weight `target` in the project's naming or the SlowFast library's, under
-    any prefix (`model.` of a Lightning module, `module.` of DDP)."""
-    for key, value in state.items():
-        if "head" not in key:
-            continue
-        parts = key.split(".")
-        for i in range(len(parts)):
-            name = ".".join(parts[i:])
-            if name == target or to_actlab(name) == target:
-                return int(value.shape[0])
-    return None
-
-
 @functools.lru_cache(maxsize=8)
 def _heads(path: str, size: int, mtime_ns: int) -> HeadSizes:
-    import torch
+    # The jobs' own reader (models/weights.py): every accepted layout, prefix and key naming;
+    # memory-mapped, so only the two head tensors' bytes are touched. Imported here: torch is not
+    # needed to list a family or to check the other inputs.
+    from actlab.families.continual.models.weights import read_state_dict
 
-    try:
-        # Lightning checkpoints pickle hyper-parameters besides tensors, hence weights_only=False (as
-        # the jobs load them); mmap: only the head tensors' bytes are touched
-        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path))
-    except Exception as err:   # torch raises several unrelated types for an unreadable file
-        raise DataError(f"cannot read the checkpoint ({type(err).__name__}: {err})") from err
+    sd, _ = read_state_dict(path, mmap=zipfile.is_zipfile(path))
     rows = {}
-    for head, target in HEADS.items():
-        rows[head] = next((n for n in (_head_rows(s, target) for s in _state_dicts(obj)) if n is not None), None)
-        if rows[head] is None:
+    for head, key in HEADS.items():
+        if key not in sd:
             raise DataError(f"no {head} head in the checkpoint (looked for {HEAD_NAMES[head]})")
+        rows[head] = int(sd[key].shape[0])
     return HeadSizes(verbs=rows["verb"], nouns=rows["noun"])
 
 

@@ -144,18 +144,24 @@ def load_state(model: nn.Module, sd: dict[str, Tensor], source: str, strict: boo
     return report
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
-    """Copy the weights at `path` into `model`; `strict`: the heads must load as they are, too."""
+def read_state_dict(path: str | os.PathLike, mmap: bool = False) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The state_dict (in this project's key names) and metadata of a checkpoint in any accepted
+    layout. `mmap`: tensors stay on disk until read (a pre-submit check reads two heads)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         # Lightning checkpoints pickle hyper-parameters (not only tensors), hence weights_only=False;
         # checkpoints come from this project or from the Ego4D release.
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as err:  # torch raises several unrelated types for a corrupt file
         raise DataError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
-    sd, meta = _state_dict_of(obj, path)
+    return _state_dict_of(obj, path)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
+    """Copy the weights at `path` into `model`; `strict`: the heads must load as they are, too."""
+    sd, meta = read_state_dict(path)
     return load_state(model, sd, str(path), strict=strict, meta=meta)
 
 
