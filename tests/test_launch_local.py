@@ -114,7 +114,8 @@ def test_pipeline_plan_pretrains_first_and_runs_the_snapshot_scripts(tmp_path, d
                                        "--out", str(sweep / "report")]
     assert json.loads((sweep / "sweep.json").read_text()) == {
         "experiment": "launch_pre", "family": "continual", "results": str(tmp_path / "results"), "units": ["68"],
-        "reference_group": manifest.reference_group}
+        "reference_group": manifest.reference_group,
+        "groups": sorted([manifest.rows[0].identity["group"], manifest.rows[1].identity["group"]])}  # frozen, finetune
     assert manifest.reference_group == manifest.rows[0].identity["group"]
 
 
