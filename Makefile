@@ -55,7 +55,10 @@ pretrain: $(PRETRAINED) ## train the population model on the pretrain users (che
 # ARGS: launch.yaml overrides (resources.array_parallelism=2, cluster.account=...); TASK: key=value
 # overrides of every task, space-separated (TASK="data.max_clips=16 method.lr=0.1"), given to the
 # launcher one by one after `--`, so no shell or Hydra quoting is needed.
-run: pretrain ## an embedded experiment end to end to a LaTeX table and plots (EXP=egotoy_main, CLUSTER=local)
+# Only the continual family's egotoy experiments need the egotoy data, splits and pretrained model as
+# make targets; every other family generates its embedded set in a preparation step of its pipeline.
+run: $(STAMP) ## an embedded experiment end to end to a LaTeX table and plots (EXP=egotoy_main, CLUSTER=local)
+	$(if $(filter egotoy_%,$(EXP)),$(MAKE) --no-print-directory pretrain,)
 	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
 	$(PY) jobs/run.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS) -- $(TASK)
 
