@@ -13,7 +13,7 @@ SEED    ?= 0
 SCALE   ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sysdeps data split pretrain run test test-fast grid status resubmit tables bench clean
+.PHONY: help setup sysdeps data split pretrain run test test-slow grid status resubmit tables bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,11 +62,11 @@ run: $(STAMP) ## an embedded experiment end to end to a LaTeX table and plots (E
 	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)
 	$(PY) jobs/run.py experiment=$(EXP) cluster=$(CLUSTER) dry=$(DRY) $(ARGS) -- $(TASK)
 
-test: $(STAMP) sysdeps ## the whole test suite (slow end-to-end and Slurm tests included)
-	$(PY) -m pytest -q
-
-test-fast: $(STAMP) ## tests not marked slow
+test: $(STAMP) sysdeps ## the test suite without the end-to-end tests marked slow (those: make test-slow)
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP) sysdeps ## the end-to-end tests marked slow (pipelines on local Slurm, every family's embedded run)
+	$(PY) -m pytest -q -m slow
 
 grid: $(STAMP) ## submit EXP's whole pipeline: steps, arrays, aggregation (CLUSTER=bluecrystal|local_slurm|local, DRY=1)
 	$(if $(filter local_slurm,$(CLUSTER)),bash cluster/local_slurm/start.sh >/dev/null,)

@@ -32,6 +32,7 @@ README = REPO / "README.md"
 # A contiguous run of tokens -> why every command holding it is not run here. Keep this list short.
 SKIP = {
     ("make", "test"): "the test suite itself",
+    ("make", "test-slow"): "the slow part of the test suite itself",
     ("make", "run"): "~15 min; the pipeline it ends with (jobs/run.py) runs end to end with small settings "
                      "in tests/test_launch_local.py::test_make_run_local_runs_every_step_in_order",
     ("make", "bench"): "~10 min of benchmarks, not a check",
