@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 # Config keys that name a run (its identity) or say where it writes, not what it computes: a
 # hand-typed command line's other overrides define its grid point (`point_overrides`).
 NOT_A_POINT = ("seed", "submitted", "group", "code", "experiment", "overrides", "reference_group",
-               "paths.", "wandb.", "hydra.", "checkpoint_every", "threads", "lease_wait_s")
+               "paths.", "wandb.", "hydra.", "checkpoint_every", "threads", "lease_wait_s",
+               "prefetch_factor")
 
 
 def identity_from_cfg(cfg: DictConfig, family: Family) -> RunIdentity:

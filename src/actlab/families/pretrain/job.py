@@ -28,7 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 import pandas as pd
 from tqdm import tqdm
 
-from actlab import preemption
+from actlab import device as compute, preemption
 from actlab.atomic import atomic_write_json
 from actlab.families.continual.data.user_streams import open_split
 from actlab.families.continual.models.weights import load_checkpoint, save_checkpoint
@@ -76,10 +76,11 @@ def jitter(video: Tensor, aug: Any, generator: torch.Generator) -> Tensor:
     pretrain user has; varying those during pretraining keeps the model from keying on them.
     """
     b, c = video.shape[:2]
-    mean = torch.tensor(list(aug.mean)).view(1, c, 1, 1, 1)
-    std = torch.tensor(list(aug.std)).view(1, c, 1, 1, 1)
-    gain = 1 + float(aug.gain) * (2 * torch.rand(b, 1, 1, 1, 1, generator=generator) - 1)
-    cast = 1 + float(aug.cast) * (2 * torch.rand(b, c, 1, 1, 1, generator=generator) - 1)
+    # Draws on the loop's CPU generator (checkpointed), applied wherever the batch lives.
+    mean = torch.tensor(list(aug.mean), device=video.device).view(1, c, 1, 1, 1)
+    std = torch.tensor(list(aug.std), device=video.device).view(1, c, 1, 1, 1)
+    gain = 1 + float(aug.gain) * (2 * torch.rand(b, 1, 1, 1, 1, generator=generator).to(video.device) - 1)
+    cast = 1 + float(aug.cast) * (2 * torch.rand(b, c, 1, 1, 1, generator=generator).to(video.device) - 1)
     x = (video * std + mean) * gain * cast
     shift = int(aug.shift)
     if shift:
@@ -93,23 +94,28 @@ def loss_of(out: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tens
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int = 0) -> dict[str, float]:
-    """Eval-mode top-1 (verb, noun, action = both right) and mean losses over `dataset`."""
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int = 0,
+             precision: str = "fp32") -> dict[str, float]:
+    """Eval-mode top-1 (verb, noun, action = both right) and mean losses over `dataset`, computed
+    where the model is (sums stay on the device; one host read at the end)."""
     model.eval()
-    n, sums = 0, {"verb/top1": 0.0, "noun/top1": 0.0, "action/top1": 0.0, "verb/loss": 0.0, "noun/loss": 0.0}
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-        out = model(batch["video"])
+    device = compute.module_device(model)
+    keys = ("verb/top1", "noun/top1", "action/top1", "verb/loss", "noun/loss")
+    n, sums = 0, torch.zeros(len(keys), dtype=torch.float64, device=device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **compute.loader_options(device, num_workers))
+    for batch in loader:
+        batch = compute.to_device(batch, device)
+        with compute.autocast(device, precision):
+            out = model(batch["video"])
         verb_ok = out["verb"].argmax(1) == batch["verb"]
         noun_ok = out["noun"].argmax(1) == batch["noun"]
-        sums["verb/top1"] += verb_ok.sum().item()
-        sums["noun/top1"] += noun_ok.sum().item()
-        sums["action/top1"] += (verb_ok & noun_ok).sum().item()
-        sums["verb/loss"] += F.cross_entropy(out["verb"], batch["verb"], reduction="sum").item()
-        sums["noun/loss"] += F.cross_entropy(out["noun"], batch["noun"], reduction="sum").item()
+        sums += torch.stack([verb_ok.sum(), noun_ok.sum(), (verb_ok & noun_ok).sum(),
+                             F.cross_entropy(out["verb"].float(), batch["verb"], reduction="sum"),
+                             F.cross_entropy(out["noun"].float(), batch["noun"], reduction="sum")]).double()
         n += len(batch["verb"])
     if n == 0:
         raise ValueError("validation data set is empty")
-    return {k: v / n for k, v in sums.items()} | {"n_samples": n}
+    return dict(zip(keys, (sums / n).tolist())) | {"n_samples": n}
 
 
 def train_population(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: Any, *,
@@ -119,7 +125,8 @@ def train_population(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None
 
     cfg keys: epochs, batch_size, optimizer (a `_partial_` optimizer config), warmup_epochs,
     num_workers, seed, max_minutes (null = no limit: stop at the next batch once exceeded),
-    augment (null, or {gain, cast, shift, mean, std}: see `jitter`), checkpoint_every (steps).
+    augment (null, or {gain, cast, shift, mean, std}: see `jitter`), checkpoint_every (steps),
+    and optionally device, precision, deterministic, prefetch_factor (configs/run.yaml).
     With `state_dir`, a run stopped by a preemption signal returns {"interrupted": True} and the
     next call continues from the checkpoint to the same result.
     """
@@ -129,15 +136,20 @@ def train_population(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None
         video = jitter(batch["video"], aug, generator) if aug else batch["video"]
         out = model(video)
         loss_verb, loss_noun = loss_of(out, batch)
-        return loss_verb + loss_noun, {f"{task}/top1": (out[task].argmax(1) == batch[task]).float().mean().item()
+        # 0-dim tensors: the loop sums them on the device, no sync per step
+        return loss_verb + loss_noun, {f"{task}/top1": (out[task].argmax(1) == batch[task]).float().mean()
                                        for task in ("verb", "noun")}
 
+    precision = str(cfg.get("precision") or "fp32")
+
     def validate(model: nn.Module) -> dict[str, float]:
-        return {f"val/{k}": v for k, v in evaluate(model, val_ds, int(cfg.batch_size)).items()}
+        return {f"val/{k}": v for k, v in evaluate(model, val_ds, int(cfg.batch_size), precision=precision).items()}
 
     loop = LoopConfig(epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
                       checkpoint_every=int(cfg.get("checkpoint_every") or 0), num_workers=int(cfg.num_workers),
-                      max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes))
+                      max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes),
+                      device=cfg.get("device"), precision=precision,
+                      deterministic=cfg.get("deterministic"), prefetch_factor=cfg.get("prefetch_factor"))
     start = time.monotonic()
     result = fit(model, train_ds, config=loop, make_optimizer=instantiate(cfg.optimizer),
                  make_scheduler=lambda opt, per_epoch, total: torch.optim.lr_scheduler.LambdaLR(
@@ -161,19 +173,29 @@ def metrics_path(checkpoint: Path) -> Path:
 
 def run(cfg: DictConfig) -> Path:
     """One pretraining run in the results store; with `export_to`, its weights also go there
-    (`make pretrain`, the continual pipeline's pretrain step), unless they exist and not `force`."""
+    (`make pretrain`, the continual pipeline's pretrain step), unless they exist and not `force`.
+
+    Started as several ranks (torchrun, or srun with `resources.gpus_per_task` > 1), rank 0 holds
+    the run folder's lease and alone writes the store, W&B, checkpoints and the export; the other
+    ranks train on their shards of every batch (actlab.train.loop) and read the same checkpoint."""
     from actlab.families.pretrain import FAMILY
 
     export = Path(cfg.export_to) if cfg.get("export_to") else None
     if export is not None and export.exists() and not cfg.force:
         print(f"{export}: exists, not retraining (force=true to overwrite)")
         return export
+    ranks = compute.init_distributed(str(cfg.get("device", "auto")))
+    if not ranks.main:
+        return _follow(cfg, ranks)
     session = RunSession(cfg, FAMILY)
     with session.lease():
-        if session.store.is_completed():
+        completed = session.store.is_completed()
+        _share(ranks, session.store.folder, completed)
+        if completed:
             print(f"{session.store.folder}: already completed, nothing to do")
             return _export(cfg, session.store, export) if export is not None else session.store.folder
-        torch.set_num_threads(int(cfg.threads))
+        # determinism before any CUDA call
+        placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=ranks.local_rank)
         train_streams = open_split(cfg.data, "pretrain")
         val_streams = open_split(cfg.data, "train")
         inputs = ({f"pretrain/{s.user}": s.sha256 for s in train_streams}
@@ -181,22 +203,7 @@ def run(cfg: DictConfig) -> Path:
         if cfg.init_from:
             inputs["init_from"] = file_sha256(cfg.init_from)
         with session.running(inputs, labels={}) as active:
-            # The model first: a checkpoint that does not fit stops the job before hours of decoding.
-            torch.manual_seed(int(cfg.seed))
-            model = instantiate(cfg.model)
-            if cfg.init_from:
-                # The backbone must load completely; heads of another label space (Kinetics) start afresh.
-                report = load_checkpoint(model, cfg.init_from)
-                (log.warning if report.new_heads else log.info)("initial weights: %s", report)
-            t0 = time.monotonic()
-            train_ds: Dataset = ConcatDataset([s.dataset for s in train_streams])
-            val_ds: Dataset = ConcatDataset([s.dataset for s in val_streams])
-            if cfg.cache:
-                train_ds = MemoryDataset(train_ds, int(cfg.num_workers), "decode pretrain clips")
-                val_ds = MemoryDataset(val_ds, int(cfg.num_workers), "decode validation clips")
-            decode_seconds = time.monotonic() - t0
-            # Items are already in memory when cached: worker processes would only add pickling overhead.
-            loop_cfg = OmegaConf.merge(cfg, {"num_workers": 0}) if cfg.cache else cfg
+            model, train_ds, val_ds, decode_seconds, loop_cfg = _build(cfg, placement, train_streams, val_streams)
             preemption.install_handlers()
             metrics = train_population(model, train_ds, val_ds, loop_cfg, state_dir=session.store.checkpoint_dir,
                                        on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
@@ -212,6 +219,56 @@ def run(cfg: DictConfig) -> Path:
     if export is None:
         return store.folder
     return _export(cfg, store, export)
+
+
+def _build(cfg: DictConfig, placement: compute.Compute, train_streams: list, val_streams: list
+           ) -> tuple[nn.Module, Dataset, Dataset, float, DictConfig]:
+    """The model, the (decoded) data sets and the loop's config, the same on every rank."""
+    # The model first: a checkpoint that does not fit stops the job before hours of decoding.
+    torch.manual_seed(int(cfg.seed))
+    model = instantiate(cfg.model)
+    if cfg.init_from:
+        # The backbone must load completely; heads of another label space (Kinetics) start afresh.
+        report = load_checkpoint(model, cfg.init_from)
+        (log.warning if report.new_heads else log.info)("initial weights: %s", report)
+    t0 = time.monotonic()
+    train_ds: Dataset = ConcatDataset([s.dataset for s in train_streams])
+    val_ds: Dataset = ConcatDataset([s.dataset for s in val_streams])
+    if cfg.cache:
+        train_ds = MemoryDataset(train_ds, placement.workers, "decode pretrain clips")
+        val_ds = MemoryDataset(val_ds, placement.workers, "decode validation clips")
+    decode_seconds = time.monotonic() - t0
+    # Items are already in memory when cached: worker processes would only add pickling overhead.
+    loop_cfg = OmegaConf.merge(cfg, {"num_workers": 0 if cfg.cache else placement.workers,
+                                     "device": str(placement.device)})
+    return model, train_ds, val_ds, decode_seconds, loop_cfg
+
+
+def _share(ranks: compute.Ranks, folder: Path | None = None, completed: bool = False) -> tuple[Path, bool]:
+    """Rank 0's run folder and whether it is complete, on every rank (the identity's submit time
+    is rank 0's clock, so the other ranks cannot derive the folder themselves)."""
+    if ranks.world_size == 1:
+        return folder, completed
+    import torch.distributed as dist
+
+    box = [str(folder) if folder is not None else None, completed]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0]), bool(box[1])
+
+
+def _follow(cfg: DictConfig, ranks: compute.Ranks) -> Path:
+    """A rank > 0: train on its shards, resume from rank 0's checkpoint, write nothing."""
+    folder, completed = _share(ranks)
+    if completed:
+        return folder
+    placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=ranks.local_rank)
+    model, train_ds, val_ds, _, loop_cfg = _build(cfg, placement, open_split(cfg.data, "pretrain"),
+                                                  open_split(cfg.data, "train"))
+    preemption.install_handlers()
+    metrics = train_population(model, train_ds, val_ds, loop_cfg, state_dir=RunStore(folder).checkpoint_dir)
+    if metrics.get("interrupted"):
+        raise preemption.Preempted(folder)
+    return folder
 
 
 def _export(cfg: DictConfig, store: RunStore, export: Path) -> Path:

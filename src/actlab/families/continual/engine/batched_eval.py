@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 from torch.utils.data import DataLoader, Dataset
 
+from actlab import device as compute
 from actlab.families.continual.engine.transfer import backbone_hash
 from actlab.families.continual.metrics.evaluate import score
 
@@ -114,10 +115,13 @@ class MultiModelEvaluator:
     `max_backbones` bounds how many backbones one vmap call stacks (activation memory grows with it).
     """
 
-    def __init__(self, batch_size: int = 4, num_workers: int = 0, max_backbones: int = 8) -> None:
+    def __init__(self, batch_size: int = 4, num_workers: int = 0, max_backbones: int = 8,
+                 device: torch.device | None = None, precision: str = "fp32") -> None:
         if max_backbones < 1:
             raise ValueError(f"max_backbones must be >= 1, got {max_backbones}")
         self.batch_size, self.num_workers, self.max_backbones = batch_size, num_workers, max_backbones
+        # `device`: models are moved there before their backbones are stacked (None: where they are).
+        self.device, self.precision = device, compute.check_precision(precision)
         self.decode_passes = 0       # how many times a stream's clips were read
         self.backbone_calls = 0      # batched backbone calls (one per batch per stack)
 
@@ -146,15 +150,19 @@ class MultiModelEvaluator:
         """One StreamLogits per model, in order; equal to each model's own eval-mode forward."""
         if not models:
             return []
+        device = compute.module_device(models[0]) if self.device is None else self.device
         for m in models:
+            if self.device is not None:
+                m.to(device)
             m.eval()
         stacks, slots = self._stacks(models)
-        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+        loader = DataLoader(dataset, batch_size=self.batch_size, **compute.loader_options(device, self.num_workers))
         outs: list[dict[str, list[Tensor]]] = [{"verb": [], "noun": []} for _ in models]
         verbs, nouns = [], []
-        with torch.no_grad():
+        with torch.no_grad(), compute.autocast(device, self.precision):
             for batch in loader:
-                feats = [stack(batch["video"]) for stack in stacks]
+                video = batch["video"].to(device, non_blocking=device.type == "cuda")
+                feats = [stack(video) for stack in stacks]
                 self.backbone_calls += len(stacks)
                 for m, (s, j), out in zip(models, slots, outs):
                     o = m.classify(feats[s][j])

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from actlab import preemption
+from actlab import device as compute, preemption
 from actlab.families.continual import artifacts
 from actlab.families.continual.data.user_streams import open_user_stream
 from actlab.families.continual.engine.clip_cache import InMemoryClips
@@ -53,7 +53,8 @@ def run(cfg: DictConfig) -> Path:
         if store.is_completed():
             print(f"{store.folder}: already completed, nothing to do")
             return store.folder
-        torch.set_num_threads(int(cfg.threads))
+        # Determinism before any CUDA call; the device, threads and loader workers, logged.
+        placement = compute.setup(cfg, workers=cfg.data.num_workers)
         seed_everything(identity.seed)
         stream = open_user_stream(cfg.data, identity.unit)
         stats = stream.stats | {f"stream/{k}": v for k, v in stream_statistics(stream.clips).items()}
@@ -80,7 +81,8 @@ def run(cfg: DictConfig) -> Path:
                 batch_size=cfg.data.batch_size, online_forward=cfg.online_forward,
                 checkpoint_dir=store.checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
                 past_eval_every=cfg.past_eval_every, tracker=tracker,
-                num_workers=cfg.data.num_workers, on_batch=active.log)
+                num_workers=placement.workers, on_batch=active.log, device=placement.device,
+                precision=placement.precision, prefetch_factor=placement.prefetch_factor)
             if result.interrupted:
                 raise preemption.Preempted(store.folder)
             summary = dict(result.summary) | {k: v for k, v in stats.items() if k.startswith("stream/")}
@@ -89,7 +91,7 @@ def run(cfg: DictConfig) -> Path:
                        Artifact(artifacts.FORGETTING, result.forgetting),
                        Artifact(artifacts.FINAL_MODEL, model.state_dict())]
             if cfg.hindsight:
-                own = hindsight(cfg, model, method, stream, dataset)
+                own = hindsight(cfg, model, method, stream, dataset, placement)
                 summary |= own
                 if method.transferable:
                     # The own-stream entry of the transfer matrix (its diagonal) comes for free.
@@ -100,11 +102,12 @@ def run(cfg: DictConfig) -> Path:
 
 
 def hindsight(cfg: DictConfig, model: torch.nn.Module, method: Any, stream: Any,
-              dataset: Any) -> dict[str, float]:
+              dataset: Any, placement: compute.Compute) -> dict[str, float]:
     """Final model (eval mode) on the whole own stream, in stream order -> `hindsight/*` metrics."""
     own = method.hindsight_predict(model, len(stream.clips))
     if own is None:
-        evaluator = StreamEvaluator(cfg.data.batch_size, cfg.data.num_workers, cache_features=False)
+        evaluator = StreamEvaluator(cfg.data.batch_size, placement.workers, cache_features=False,
+                                    device=placement.device, precision=placement.precision)
         return evaluator.evaluate(model, stream.sha256, dataset, prefix="hindsight")
     verb_y = torch.tensor([c.verb_label for c in stream.clips])
     noun_y = torch.tensor([c.noun_label for c in stream.clips])

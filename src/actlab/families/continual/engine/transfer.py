@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from actlab import device as compute
 from actlab.families.continual.metrics.evaluate import score
 
 
@@ -31,8 +32,12 @@ def backbone_hash(model: nn.Module) -> str:
 
 
 class StreamEvaluator:
-    def __init__(self, batch_size: int = 4, num_workers: int = 0, cache_features: bool = True) -> None:
+    def __init__(self, batch_size: int = 4, num_workers: int = 0, cache_features: bool = True,
+                 device: torch.device | None = None, precision: str = "fp32") -> None:
+        """`device`: where models run (each is moved there once; None: where it is); features
+        stay on it, so the heads of models that share them never leave the device."""
         self.batch_size, self.num_workers, self.cache_features = batch_size, num_workers, cache_features
+        self.device, self.precision = device, compute.check_precision(precision)
         self._cache: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
         self.feature_passes = 0      # how many times a stream's clips went through a backbone
 
@@ -40,12 +45,13 @@ class StreamEvaluator:
         key = (stream_key, backbone_hash(model)) if self.cache_features else None
         if key is not None and key in self._cache:
             return self._cache[key]
-        loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)
+        device = self._place(model)
+        loader = DataLoader(dataset, batch_size=self.batch_size, **compute.loader_options(device, self.num_workers))
         feats, verbs, nouns = [], [], []
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), compute.autocast(device, self.precision):
             for batch in loader:
-                feats.append(model.features(batch["video"]))
+                feats.append(model.features(batch["video"].to(device, non_blocking=device.type == "cuda")))
                 verbs.append(torch.as_tensor(batch["verb"]))
                 nouns.append(torch.as_tensor(batch["noun"]))
         self.feature_passes += 1
@@ -54,10 +60,18 @@ class StreamEvaluator:
             self._cache[key] = out
         return out
 
+    def _place(self, model: nn.Module) -> torch.device:
+        if self.device is None:
+            return compute.module_device(model)
+        if compute.module_device(model) != self.device:
+            model.to(self.device)
+        return self.device
+
     def logits(self, model: nn.Module, stream_key: str, dataset: Dataset) -> dict[str, Tensor]:
         feats, verb, noun = self._features(model, stream_key, dataset)
+        device = self._place(model)
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), compute.autocast(device, self.precision):
             out = model.classify(feats)
         return {"verb": out["verb"], "noun": out["noun"], "verb_y": verb, "noun_y": noun}
 

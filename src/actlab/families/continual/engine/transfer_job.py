@@ -22,6 +22,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from actlab import device as compute
 from actlab.errors import DataError
 from actlab.families.continual.data.user_streams import open_user_stream
 from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
@@ -65,8 +66,11 @@ def run(cfg: DictConfig) -> int:
     if not groups:
         raise FileNotFoundError(f"transfer: no completed runs under {cfg.paths.results}/{cfg.experiment}"
                                 + (f"/{cfg.group}" if cfg.get("group") else ""))
-    evaluator = StreamEvaluator(cfg.batch_size, cfg.num_workers, cache_features=cfg.cache_features)
-    batched = MultiModelEvaluator(cfg.batch_size, cfg.num_workers) if cfg.batch_models else None
+    placement = compute.setup(cfg, workers=cfg.num_workers)
+    evaluator = StreamEvaluator(cfg.batch_size, placement.workers, cache_features=cfg.cache_features,
+                                device=placement.device, precision=placement.precision)
+    batched = (MultiModelEvaluator(cfg.batch_size, placement.workers, device=placement.device,
+                                   precision=placement.precision) if cfg.batch_models else None)
     done = 0
     for group, all_records in sorted(groups.items()):
         records = latest_runs(all_records)

@@ -67,6 +67,8 @@ class VideoClassifier(nn.Module):
         x = self.dropout(features)
         verb, noun = self.verb_head(x), self.noun_head(x)
         if self.verb_allowed is not None:
+            if verb.dtype == torch.float16:     # -1e12 overflows fp16 (fp16 autocast); bf16 holds it
+                verb, noun = verb.float(), noun.float()
             verb = verb.masked_fill(~self.verb_allowed, MASK_VALUE)
             noun = noun.masked_fill(~self.noun_allowed, MASK_VALUE)
         return {"verb": verb, "noun": noun}
