@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages for the tests: a real single-node Slurm (with slurmdbd + MariaDB so sacct
-# works), munge, and a small TeX Live for compiling generated tables. Idempotent; needs root.
+# works), munge, a small TeX Live for compiling generated tables, and FFmpeg's shared libraries
+# (torchcodec, data.decoder=torchcodec, loads them). Idempotent; needs root.
 set -euo pipefail
 PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server slurm-wlm-mysql-plugin
-      texlive-latex-base texlive-latex-recommended)
+      texlive-latex-base texlive-latex-recommended ffmpeg)
 if [ "$(id -u)" != 0 ]; then
   echo "install_debian_deps: not root, skipping apt-get (tests needing these parts will skip)" >&2
   exit 0

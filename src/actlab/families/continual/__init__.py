@@ -63,6 +63,10 @@ FAMILY = Family(
     steps=(
         PipelineStep("pretrain", "jobs/pretrain.py", args=lambda experiment, cfg: [],
                      enabled=lambda cfg: bool(cfg.get("pretrain")), before=True),
+        # each user stream decoded once per sweep into data.cache_dir, read by every grid point (data/clip_store.py)
+        PipelineStep("decode_cache", "jobs/decode_cache.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
+                     enabled=lambda cfg: bool(cfg.data.get("cache_prepare")) and bool(cfg.data.get("cache_dir")),
+                     before=True, gpus=False),
         PipelineStep("transfer", "jobs/transfer.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                      enabled=lambda cfg: str(cfg.get("transfer") or "none") != "none"),
     ),
