@@ -1,7 +1,9 @@
 """The `local` cluster: the tasks of a sweep as processes on this machine, at most N at once.
 
 Each process gets SLURM_ARRAY_TASK_ID/SLURM_ARRAY_JOB_ID-like variables (so logs and the task
-code look the same as under Slurm) and, when there are GPUs, CUDA_VISIBLE_DEVICES of its own.
+code look the same as under Slurm) and, when there are GPUs, CUDA_VISIBLE_DEVICES of its own
+(shared by `resources.streams_per_gpu` processes at once; each gets resources.cpus // k threads,
+`ACTLAB_CPUS_PER_STREAM`).
 A task that stopped on request (exit code REQUEUE_EXIT_CODE) is started again and resumes.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from actlab.identity import submit_timestamp
 from actlab.launch import manifest as mf
+from actlab.launch.streams import cpus_per_stream, streams_per_gpu
 
 from actlab.preemption import REQUEUE_EXIT_CODE
 
@@ -34,13 +37,15 @@ def visible_gpus() -> list[str]:
 def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, int]:
     """Run `rows`, blocking; returns row -> exit code. Logs: logs/local-<id>_<row>.out."""
     resources = manifest.resources
+    per_gpu = streams_per_gpu(resources)
     gpus = visible_gpus() if int(resources.get("gpus") or 0) else []
     width = max(1, int(resources.get("array_parallelism") or 1))
     if gpus:
-        width = min(width, len(gpus))   # one GPU per process
+        width = min(width, len(gpus) * per_gpu)   # streams_per_gpu processes per GPU
     slots: queue.Queue[str | None] = queue.Queue()
     for i in range(width):
-        slots.put(gpus[i] if gpus else None)
+        slots.put(gpus[i % len(gpus)] if gpus else None)   # spread: at most streams_per_gpu per GPU
+    threads = str(cpus_per_stream(int(resources.get("cpus") or 1), resources))
     job_id = f"local{os.getpid()}{submit_timestamp()[-7:-1]}"
     logs = mf.logs_dir(sweep)
     logs.mkdir(parents=True, exist_ok=True)
@@ -63,7 +68,7 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
             env |= {"SLURM_ARRAY_JOB_ID": job_id, "SLURM_ARRAY_TASK_ID": str(row),
                     "PYTHONPATH": str(mf.code_dir(sweep) / "src"),
                     # as Slurm's --cpus-per-task: N processes x all-core thread pools thrash a CPU box
-                    "OMP_NUM_THREADS": str(max(1, int(resources.get("cpus") or 1)))}
+                    "OMP_NUM_THREADS": threads, "ACTLAB_CPUS_PER_STREAM": threads}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
             elif gpus == [] and int(resources.get("gpus") or 0) == 0:

@@ -10,7 +10,7 @@ sweeps/<experiment>/<submitted>-<random>/
                   postprocess/to_latex.py --sweep reads
   git.json, git.diff       commit and uncommitted changes of the submitting tree
   jobs.json       each submission of rows (Slurm array id or local run) -> the rows it runs
-  logs/           per-task logs, %A_%a
+  logs/           per-task logs, %A_%a; per-row logs %A_%a_row<I>.out of tasks of several rows
 Nothing written here may hold a secret: `scrub` removes the values of secret-looking variables.
 """
 from __future__ import annotations
@@ -98,6 +98,11 @@ def code_dir(sweep: Path) -> Path:
 
 def logs_dir(sweep: Path) -> Path:
     return sweep / "logs"
+
+
+def stream_log(sweep: Path, job: str, index: int) -> Path:
+    """The log of one row of a task of several rows (resources.streams_per_gpu > 1): `<job>_row<I>.out`."""
+    return logs_dir(sweep) / f"{job}_row{index}.out"
 
 
 def new_sweep(sweeps_root: str | Path, experiment: str, submitted: str) -> Path:

@@ -104,7 +104,10 @@ def _write(pipe: Pipeline) -> None:
 
 
 def _submit_step(sweep: Path, manifest: mf.Manifest, step: Step, dependency: str | None) -> Step:
-    resources = manifest.resources if step.gpus else manifest.resources | {"gpus": 0, "cpus": 1}
+    # a step is one process with the whole allocation, never k streams sharing it
+    resources = manifest.resources | {"streams_per_gpu": 1}
+    if not step.gpus:
+        resources |= {"gpus": 0, "cpus": 1}
     params = slurm_parameters(manifest.cluster, resources, sweep, f"actlab-{manifest.experiment}-{step.name}")
     extra = dict(params["additional_parameters"])
     extra["kill-on-invalid-dep"] = "yes"

@@ -6,6 +6,8 @@ node_fail, out_of_memory; `missing` = never submitted, or Slurm forgot it withou
 A row the manifest marks `reused` (a completed run of the shared reference group, which this sweep
 did not submit) shows job `reused`; its state is read from its run folder like any other row, so
 it is completed, or missing (and resubmitted) should that run folder have been removed.
+A task of several rows (`resources.streams_per_gpu`, jobs.json `tasks`) gives each of its rows its
+job id; a failed row's log is its own stream's (`<job>_row<I>.out`).
 """
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
     manifest = mf.load_manifest(sweep)
     latest: dict[int, tuple[dict, int]] = {}       # row -> (submission, array index)
     for sub in mf.load_jobs(sweep):
-        for i, row in enumerate(sub["rows"]):
-            latest[row] = (sub, i if sub["kind"] == "slurm" else row)
+        for i, task in enumerate(sub.get("tasks") or [[row] for row in sub["rows"]]):
+            for row in task:
+                latest[row] = (sub, i if sub["kind"] == "slurm" else row)
     slurm_ids = sorted({s["job_id"] for s, _ in latest.values() if s["kind"] == "slurm"})
     states = job_states(slurm_ids, {str(k): str(v) for k, v in (manifest.cluster.get("env") or {}).items()})
     logs = mf.logs_dir(sweep)
@@ -67,7 +70,9 @@ def sweep_status(sweep: str | Path) -> list[TaskStatus]:
                 state = "failed"
         log = None
         if state in FAILED_STATES and sub:
-            cands = (sorted(logs.glob(f"{job}_*.err")) + sorted(logs.glob(f"{job}_*.out"))
+            own = mf.stream_log(sweep, job, row.index)   # a task of several rows: the row's own stream
+            cands = (([own] if sub.get("tasks") and own.exists() else [])
+                     + sorted(logs.glob(f"{job}_*.err")) + sorted(logs.glob(f"{job}_*.out"))
                      + sorted(logs.glob(f"{job}.out")))
             log = str(cands[0]) if cands else None
         point = ",".join(f"{k}={v}" for k, v in row.overrides.items()) or "<defaults>"

@@ -7,6 +7,10 @@ The tasks import the sweep's code snapshot (PYTHONPATH), not the working tree.
 `task_overrides` (launch.yaml) are validated with every grid point and recorded in the manifest;
 `pythonpath` adds folders to the tasks' sys.path (e.g. a custom method class).
 A chunk of one task is a plain job (submitit makes no array of one), recorded as `array: false`.
+`resources.streams_per_gpu: k` packs k consecutive rows into one array task (ceil(rows / k) tasks,
+recorded as `tasks` in jobs.json): `task.run_rows` runs them as k processes at once on the task's
+GPU. `check_streams_fit` refuses, before anything is written, a k whose memory estimate
+(k x resources.gpu_mem_per_stream_gb) exceeds cluster.gpu_memory_gb.
 `make grid` and `make run` go through actlab.launch.pipeline, which adds the family's steps and the
 aggregation as dependent jobs.
 The pre-timeout signal: submitit runs the task under `srun`, and Slurm delivers a plain
@@ -31,6 +35,7 @@ from actlab.launch import manifest as mf
 from actlab.launch.grid import parse_task_overrides
 from actlab.launch.preflight import checked_grid
 from actlab.launch.reference import attach_shared_runs
+from actlab.launch.streams import check_streams_fit, cpus_per_stream, streams_per_gpu
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -41,6 +46,7 @@ class Chunk:
     rows: list[int]
     offset: int | None       # rows == offset + array index, when contiguous
     array: bool = True       # submitit submits a chunk of one task as a plain job (no `_<index>`)
+    tasks: list[list[int]] | None = None   # streams_per_gpu > 1: the rows of each array task, in order
 
 
 def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any], *,
@@ -50,6 +56,7 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
             pythonpath: list[str] | None = None) -> tuple[Path, mf.Manifest]:
     """Find the experiment's family, validate every grid point, then write the sweep folder
     (a temporary one when dry)."""
+    check_streams_fit(cluster, resources)
     configs = Path(configs or repo / "configs").resolve()
     family = families.for_experiment(experiment, configs)
     parsed = parse_task_overrides(task_overrides)
@@ -143,8 +150,11 @@ def slurm_parameters(cluster: dict[str, Any], resources: dict[str, Any], sweep: 
     setup = [str(line) for line in cluster.get("setup") or []]
     setup += [f"export {k}={shlex.quote(v)}" for k, v in cluster_env(cluster).items()]
     setup.append(f"export PYTHONPATH={shlex.quote(str(mf.code_dir(sweep) / 'src'))}")
-    if "OMP_NUM_THREADS" not in cluster_env(cluster):   # torch's thread pool = the CPUs asked for
-        setup.append(f"export OMP_NUM_THREADS={int(resources['cpus'])}")
+    per_stream = cpus_per_stream(int(resources["cpus"]), resources)
+    if "OMP_NUM_THREADS" not in cluster_env(cluster):   # torch's thread pool = the CPUs of one stream
+        setup.append(f"export OMP_NUM_THREADS={per_stream}")
+    # what actlab.device sizes a stream's threads and loader workers from (SLURM_CPUS_PER_TASK // k)
+    setup.append(f"export ACTLAB_CPUS_PER_STREAM={per_stream}")
     extra: dict[str, Any] = {}
     if gpus:
         extra["gres"] = str(cluster["gres"]).format(gpus=gpus)
@@ -193,8 +203,9 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
 
     contiguous: chunk tasks find their row as offset + SLURM_ARRAY_TASK_ID (the initial submission);
     otherwise (resubmission of scattered rows) each task is given its row.
+    resources.streams_per_gpu = k > 1: each task is given its k consecutive rows of `rows`.
     """
-    from actlab.launch.task import run_row, run_slurm_task
+    from actlab.launch.task import run_row, run_rows, run_slurm_task
 
     cluster, resources = manifest.cluster, manifest.resources
     env = cluster_env(cluster)
@@ -204,29 +215,38 @@ def submit_rows(sweep: Path, manifest: mf.Manifest, rows: list[int], *, dry: boo
     if dependency:   # e.g. afterok:<pretraining job>; never pending forever on a failed dependency
         params["additional_parameters"] = dict(params["additional_parameters"]) | {
             "dependency": dependency, "kill-on-invalid-dep": "yes"}
-    parts = chunks(rows, limit)
+    k = streams_per_gpu(resources)
+    tasks = chunks(rows, k)      # one array task runs k rows at once on its GPU
+    per_gpu = f", {k} per GPU" if k > 1 else ""
     out: list[Chunk] = []
-    for part in parts:
+    parts = chunks(tasks, limit)   # MaxArraySize caps the number of tasks, not of rows
+    for packed in parts:
+        part = [r for task in packed for r in task]
         if dry:
-            print(f"--- array of {len(part)} tasks (rows {part[0]}..{part[-1]}), sbatch script:")
-            print(sbatch_script(sweep, cluster, params, len(part)))
+            print(f"--- array of {len(packed)} tasks (rows {part[0]}..{part[-1]}{per_gpu}), sbatch script:")
+            print(sbatch_script(sweep, cluster, params, len(packed)))
             continue
         ex = _executor(sweep, cluster, params)
         path = str(sweep / mf.MANIFEST)
-        if len(part) == 1:   # submitit makes no array of one: the task is given its row
+        if k > 1:
+            jobs = ex.map_array(run_rows, [path] * len(packed), packed)
+        elif len(part) == 1:   # submitit makes no array of one: the task is given its row
             jobs = ex.map_array(run_row, [path], part)
         elif contiguous:
             jobs = ex.map_array(run_slurm_task, [path] * len(part), [part[0]] * len(part))
         else:
             jobs = ex.map_array(run_row, [path] * len(part), part)
         array_id = jobs[0].job_id.split("_")[0]
-        out.append(Chunk(job_id=array_id, rows=part, offset=part[0] if contiguous and len(part) > 1 else None,
-                         array=len(part) > 1))
-        print(f"submitted array {array_id}: {len(part)} tasks (rows {part[0]}..{part[-1]}, "
-              f"%{min(len(part), int(resources['array_parallelism']))})")
+        out.append(Chunk(job_id=array_id, rows=part,
+                         offset=part[0] if contiguous and k == 1 and len(part) > 1 else None,
+                         array=len(packed) > 1, tasks=packed if k > 1 else None))
+        print(f"submitted array {array_id}: {len(packed)} tasks (rows {part[0]}..{part[-1]}{per_gpu}, "
+              f"%{min(len(packed), int(resources['array_parallelism']))})")
     if not dry:
         mf.append_jobs(sweep, [{"kind": "slurm", "job_id": c.job_id, "rows": c.rows, "offset": c.offset,
-                                "array": c.array, "submitted": submit_timestamp()} for c in out])
-    print(f"{'dry run, nothing submitted: ' if dry else ''}{len(rows)} tasks in {len(parts)} "
+                                "array": c.array, "submitted": submit_timestamp()}
+                               | ({"tasks": c.tasks} if c.tasks else {}) for c in out])
+    streams = f" ({len(rows)} rows, {k} streams per GPU)" if k > 1 else ""
+    print(f"{'dry run, nothing submitted: ' if dry else ''}{len(tasks)} tasks{streams} in {len(parts)} "
           f"array(s) of <= {limit} (MaxArraySize); sweep: {sweep}")
     return out

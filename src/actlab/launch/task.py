@@ -15,14 +15,23 @@ USR2 (or a SIGTERM Slurm is not acting on), so the task requeues itself; anythin
 after `scontrol requeue`, `scancel`, a time limit or a preemption) means Slurm is already ending
 the job and decides what comes next: requeuing it again would resurrect a cancelled task.
 
-    python -m actlab.launch.task <sweep>/manifest.json [--offset K | --row I]
+Several streams per GPU (`resources.streams_per_gpu: k`): a task of k rows (`run_rows`) starts one
+process per row (`--row I --stream`) at once, each with its own run folder, checkpoint and log
+(`logs/<job>_row<I>.out`), and `ACTLAB_CPUS_PER_STREAM` = `OMP_NUM_THREADS` = SLURM_CPUS_PER_TASK // k
+(actlab.device sizes torch threads and loader workers from it).
+It forwards SIGUSR2/SIGTERM to every stream, so all k checkpoint; a stream stops with
+REQUEUE_EXIT_CODE and leaves the requeue to the task, which decides for all k as above.
+
+    python -m actlab.launch.task <sweep>/manifest.json [--offset K | --row I [--stream]]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -31,7 +40,7 @@ from actlab import families
 from actlab.slurm import job_states
 
 from actlab.launch.grid import compose_task
-from actlab.launch.manifest import Manifest, code_dir, load_manifest, sweep_dir
+from actlab.launch.manifest import MANIFEST, Manifest, code_dir, load_manifest, stream_log, sweep_dir
 
 
 def row_from_env(offset: int = 0) -> int:
@@ -80,8 +89,9 @@ def _own_job() -> str | None:
     return f"{array_job}_{array_task}" if array_job and array_task else job
 
 
-def run_row(manifest_path: str | Path, index: int) -> str:
-    """Run one row; what submitit pickles (through `run_slurm_task`) and the local pool calls."""
+def run_row(manifest_path: str | Path, index: int, requeue: bool = True) -> str:
+    """Run one row; what submitit pickles (through `run_slurm_task`) and the local pool calls.
+    requeue=False: a stream of a `run_rows` task, whose task decides about the requeue."""
     from actlab import preemption
 
     preemption.install_handlers()
@@ -99,18 +109,96 @@ def run_row(manifest_path: str | Path, index: int) -> str:
     try:
         return str(families.get(manifest.family).job_function()(cfg))
     except preemption.Preempted as stop:
-        max_requeues = int(manifest.resources.get("max_requeues", 3))
-        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
-        state = own_slurm_state()
-        print(f"actlab task: {stop} (restart {restarts} of {max_requeues}, Slurm state {state})", flush=True)
-        if state == "RUNNING" and restarts < max_requeues:
-            try:
-                requeue_self()
-                print("actlab task: requeued", flush=True)
-                return "requeued"
-            except subprocess.SubprocessError as e:
-                print(f"actlab task: scontrol requeue failed ({e}); the checkpoint stays for a resubmit", flush=True)
+        if not requeue:
+            print(f"actlab task: {stop}", flush=True)
+            raise
+        if _requeued(manifest, stop):
+            return "requeued"
         raise
+
+
+def _requeued(manifest: Manifest, stop: BaseException) -> bool:
+    """After a stop on request: requeue this task if Slurm is not already ending it (see above)."""
+    max_requeues = int(manifest.resources.get("max_requeues", 3))
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    state = own_slurm_state()
+    print(f"actlab task: {stop} (restart {restarts} of {max_requeues}, Slurm state {state})", flush=True)
+    if state == "RUNNING" and restarts < max_requeues:
+        try:
+            requeue_self()
+            print("actlab task: requeued", flush=True)
+            return True
+        except subprocess.SubprocessError as e:
+            print(f"actlab task: scontrol requeue failed ({e}); the checkpoint stays for a resubmit", flush=True)
+    return False
+
+
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+
+def _ignore_stop_signals() -> None:
+    # until the stream installs its handlers (actlab.preemption), a signal would kill it while it
+    # imports; ignored instead, and forwarded again by the task until the stream has stopped
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def run_rows(manifest_path: str | Path, rows: list[int], resend_s: float = 2.0) -> str:
+    """submitit entry point of a task of several rows (resources.streams_per_gpu = k): one process
+    per row at once on the task's GPU; signals forwarded to all; requeued once all have stopped."""
+    from actlab.launch.streams import cpus_per_stream
+    from actlab.preemption import REQUEUE_EXIT_CODE, Preempted
+
+    sweep = sweep_dir(manifest_path)
+    manifest = load_manifest(sweep)
+    received: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        received.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for s in STOP_SIGNALS:   # before the streams start: no signal may end this task without them
+        signal.signal(s, forward)
+    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or manifest.resources.get("cpus") or 1)
+    per_stream = str(cpus_per_stream(cpus, manifest.resources))
+    src = str(code_dir(sweep) / "src")
+    env = os.environ | {"ACTLAB_CPUS_PER_STREAM": per_stream, "OMP_NUM_THREADS": per_stream,
+                        "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    job = _own_job() or f"local{os.getpid()}"
+    logs = {}
+    print(f"actlab task: rows {rows} as {len(rows)} streams, {per_stream} CPU(s) each "
+          f"(restart {os.environ.get('SLURM_RESTART_COUNT', '0')})", flush=True)
+    for index in rows:
+        logs[index] = stream_log(sweep, job, index)
+        logs[index].parent.mkdir(parents=True, exist_ok=True)
+        with open(logs[index], "a") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-u", "-m", "actlab.launch.task", str(sweep / MANIFEST),
+                 "--row", str(index), "--stream"], env=env, cwd=sweep, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_ignore_stop_signals))
+    last_sent = time.monotonic()
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+        if received and time.monotonic() - last_sent >= resend_s:   # a stream still importing ignored it
+            forward(received[-1], None)
+            last_sent = time.monotonic()
+    codes = {index: p.returncode for index, p in zip(rows, procs)}
+    for index, code in codes.items():
+        print(f"actlab task: row {index} exit {code}, log {logs[index]}", flush=True)
+    failed = {i: c for i, c in codes.items() if c not in (0, REQUEUE_EXIT_CODE)}
+    if failed:
+        raise RuntimeError(f"rows {sorted(failed)} failed (exit codes {failed}); logs: "
+                           + ", ".join(str(logs[i]) for i in sorted(failed)))
+    stopped = [i for i, c in codes.items() if c == REQUEUE_EXIT_CODE]
+    if not stopped:
+        return f"rows {rows} completed"
+    stop = Preempted(", ".join(manifest.row(i).run_folder for i in stopped))
+    if _requeued(manifest, stop):
+        return "requeued"
+    raise stop
 
 
 def run_slurm_task(manifest_path: str, offset: int) -> str:
@@ -125,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("manifest")
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--row", type=int, default=None)
+    ap.add_argument("--stream", action="store_true",
+                    help="one stream of a task of several rows: stop with REQUEUE_EXIT_CODE, never requeue")
     args = ap.parse_args(argv)
     index = args.row if args.row is not None else row_from_env(args.offset)
     try:
-        print(run_row(args.manifest, index))
+        print(run_row(args.manifest, index, requeue=not args.stream))
     except Preempted:
         return REQUEUE_EXIT_CODE
     return 0
