@@ -203,16 +203,29 @@ def test_a_missing_input_stops_naming_key_and_path_and_writes_no_sweep(what, ego
 
 
 def test_an_unset_variable_names_the_variable_and_key_without_omegaconf_noise(ego4d, tmp_path, monkeypatch):
-    monkeypatch.delenv("ACTLAB_EGO4D_CHECKPOINT")
+    monkeypatch.delenv("ACTLAB_SCRATCH")
     with pytest.raises(InputsError) as err:
         _prepare_bluecrystal("ego4d_replay", tmp_path / "sweeps")
-    assert err.value.problems == ["paths.pretrained: environment variable ACTLAB_EGO4D_CHECKPOINT is not set "
-                                  "(set it, or TASK=\"paths.pretrained=...\")"]
+    assert err.value.problems == ["paths.scratch: environment variable ACTLAB_SCRATCH is not set "
+                                  "(set it, or TASK=\"paths.scratch=...\")"]
     assert "full_key" not in str(err.value) and not (tmp_path / "sweeps").exists()
     # a task override replaces the key, so the variable is no longer needed
     sweep, manifest = _prepare_bluecrystal("ego4d_replay", tmp_path / "sweeps",
-                                           [f"paths.pretrained={ego4d['ACTLAB_EGO4D']}/../../slowfast.ckpt"])
+                                           [f"paths.scratch={ego4d['ACTLAB_SCRATCH']}"])
     assert sweep.is_relative_to(tmp_path / "sweeps") and manifest.rows
+
+
+def test_a_data_set_variable_left_unset_falls_back_under_scratch_and_names_the_variable(ego4d, tmp_path,
+                                                                                          monkeypatch):
+    """Only ACTLAB_SCRATCH is required of every family; a data set's variable defaults to a place
+    under scratch, and a file missing there is named with the variable that moves it."""
+    monkeypatch.delenv("ACTLAB_EGO4D_CHECKPOINT")
+    with pytest.raises(InputsError) as err:
+        _prepare_bluecrystal("ego4d_replay", tmp_path / "sweeps")
+    default = Path(ego4d["ACTLAB_SCRATCH"]) / "checkpoints" / "ego4d_slowfast_r101.pt"
+    assert err.value.problems == [f"paths.pretrained = {default}: no such file "
+                                  f"(set ACTLAB_EGO4D_CHECKPOINT or TASK=\"paths.pretrained=...\")"]
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_an_unset_variable_of_the_cluster_profile_names_it(monkeypatch):
