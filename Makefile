@@ -86,3 +86,15 @@ bench: $(STAMP) ## benchmarks, printed as ratios and written to benchmarks/resul
 
 clean: ## remove generated data, results and sweeps (keeps .venv)
 	rm -rf data splits results sweeps outputs checkpoints wandb
+
+# The hand family (docs/hand.md): its embedded set, its toy experiment, its FPHA grids.
+HAND_EXP ?= fpha_main
+.PHONY: hand-data hand-run hand-grid
+hand-data: $(STAMP) ## write the embedded handtoy set under data/handtoy (hand family; skipped when complete)
+	$(PY) jobs/hand.py task=data experiment=handtoy_main
+
+hand-run: $(STAMP) ## the hand family's toy experiment end to end: Table 1 (= make run EXP=handtoy_main)
+	$(MAKE) --no-print-directory run EXP=handtoy_main
+
+hand-grid: $(STAMP) ## the hand family's FPHA pipeline (HAND_EXP=fpha_main|fpha_crop|fpha_film, CLUSTER=bluecrystal, DRY=1)
+	$(MAKE) --no-print-directory grid EXP=$(HAND_EXP)
