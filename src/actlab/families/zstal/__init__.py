@@ -1,0 +1,60 @@
+"""Zero-shot temporal action localization: a class-agnostic DETR-style proposal generator trained on
+the seen classes of THUMOS14 / ActivityNet-1.3, its proposals named by a frozen CLIP text tower over
+the unseen classes, scored with the ActivityNet detection mAP (docs/zstal.md).
+
+Job: `job.py` (jobs/zstal_train.py); unit: the class split (`split_id`), seeds averaged within a split
+first, SE over splits. Preparation step: the embedded set `zstaltoy` (jobs/make_zstaltoy.py) when
+the experiment's data set is the toy and it is missing. Before submission, `inputs.py` names every
+missing file the jobs will read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from actlab.family import Family, PipelineStep
+
+
+def _units(cfg: DictConfig, repo: Path) -> list[str]:
+    return [str(i) for i in cfg.split_ids]
+
+
+def _aggregate(runs, reference_group=None, expected_units=None):
+    from actlab.families.zstal.report import aggregate
+
+    return aggregate(runs, reference_group, expected_units)
+
+
+def _table():
+    from actlab.families.zstal.report import default_table
+
+    return default_table()
+
+
+def _plots(agg, out_dir):
+    from actlab.families.zstal.report import paper_tables
+
+    return paper_tables(agg, out_dir)
+
+
+def _check_inputs(cfg: DictConfig) -> list[str]:
+    from actlab.families.zstal.inputs import check_inputs
+
+    return check_inputs(cfg)
+
+
+FAMILY = Family(
+    name="zstal",
+    config_dir="zstal",
+    config_name="zstal",
+    job="actlab.families.zstal.job:run",
+    unit="split_id",
+    units=_units,
+    aggregate=_aggregate,
+    table=_table,
+    plots=_plots,                 # the paper layout (paper_table.tex), beside the default table
+    check_inputs=_check_inputs,
+    steps=(PipelineStep("zstaltoy", "jobs/make_zstaltoy.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
+                        enabled=lambda cfg: bool(cfg.get("toy_data")), before=True, gpus=False),),
+)

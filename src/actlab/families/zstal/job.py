@@ -1,0 +1,135 @@
+"""The zstal job: one (data set, class split, seed) run.
+
+identity -> results folder -> inputs (SHA-256 of annotations, info, split lists, CLIP weights) ->
+train the class-agnostic detector on the seen classes (the shared resumable loop: SIGUSR2/SIGTERM
+-> checkpoint -> requeue -> identical summary) -> name its proposals with CLIP over the unseen
+classes -> ActivityNet detection mAP -> predictions.json, eval_gt.json, summary.json,
+final_model.pt; status.json last. Diagnostics in the summary: `oracle/*` (GT segments of the test
+classes, CLIP-named: the classification ceiling) and `baseline/proposal_*` (uniform sliding windows).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from actlab import preemption
+from actlab.families.zstal.evaluate import THRESHOLDS, Detection, mean_ap, proposal_map
+from actlab.families.zstal.infer import Classifier, oracle, predict, sliding_proposals
+from actlab.families.zstal.matcher import Weights, set_loss
+from actlab.families.zstal.samples import Prepared, collate, prepare
+from actlab.families.zstal.text import class_targets, load_clip, read_descriptions
+from actlab.job import RunSession, file_sha256
+from actlab.results.store import Artifact
+from actlab.train.loop import LoopConfig, fit
+
+
+
+def results_json(dets: list[Detection]) -> dict[str, Any]:
+    """ActivityNet results format."""
+    results: dict[str, list] = {}
+    for d in dets:
+        results.setdefault(d.video, []).append({"label": d.label, "score": d.score, "segment": [d.start, d.end]})
+    return {"version": "VERSION 1.3", "results": results, "external_data": {}}
+
+
+def gt_json(prepared: Prepared, subset: str) -> dict[str, Any]:
+    """The scored GT, in the annotation format."""
+    return {"classes": prepared.test_classes, "database": {
+        v.name: {"subset": subset, "duration": v.duration, **({"fps": v.fps} if v.fps else {}),
+                 "annotations": [{"segment": [i.start, i.end], "label": i.label} for i in v.instances]}
+        for v in prepared.scored.values()}}
+
+
+def gpu_model() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def classifier(cfg: DictConfig, prepared: Prepared) -> tuple[Classifier, dict[str, Path]]:
+    clip = cfg.data.clip
+    tower = load_clip(clip.model_name, clip.weights, clip.get("config_file"))
+    files = {"clip_weights": Path(clip.weights)}
+    descriptions = None
+    if cfg.target == "description":
+        descriptions = read_descriptions(cfg.data.descriptions)
+        files["descriptions"] = Path(cfg.data.descriptions)
+    text = class_targets(tower, prepared.test_classes, cfg.target, descriptions)
+    return Classifier(text, prepared.test_classes, tower.logit_scale, bool(cfg.roi.exp_logit_scale),
+                      int(cfg.roi.slots), cfg.roi.pool, cfg.fusion, cfg.post.mode, int(cfg.post.topk),
+                      cfg.post.nms_iou), files
+
+
+def train_detector(cfg: DictConfig, model: torch.nn.Module, prepared: Prepared, state_dir: Path | None,
+                   on_epoch=None):
+    weights = Weights(**{k: float(v) for k, v in cfg.train.loss.items()})
+
+    def loss_fn(model, batch, generator):
+        device = next(model.parameters()).device
+        targets = [t.to(device) for t in batch["targets"]]
+        return set_loss(model(batch["feats"].to(device), batch["mask"].to(device)), targets, weights)
+
+    t = cfg.train
+    loop = LoopConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), seed=int(cfg.seed),
+                      checkpoint_every=int(cfg.checkpoint_every or 0), grad_clip=t.grad_clip,
+                      max_minutes=t.get("max_minutes"))
+    return fit(model, prepared.train, config=loop, collate_fn=collate, loss_fn=loss_fn,
+               make_optimizer=lambda p: torch.optim.AdamW(p, lr=float(t.lr), weight_decay=float(t.weight_decay)),
+               state_dir=state_dir, on_epoch=on_epoch)
+
+
+def evaluate_all(cfg: DictConfig, model: torch.nn.Module, prepared: Prepared, clf: Classifier
+                 ) -> tuple[dict[str, float], list[Detection]]:
+    thresholds = THRESHOLDS[cfg.data.kind]
+    size = int(cfg.data.rescale_to) if cfg.data.kind == "anet" else int(cfg.data.window.size)
+    dets, props = predict(model, prepared.test, clf, size)
+    classes = prepared.test_classes
+    present = sorted({g.label for g in prepared.gt})
+    # a split class without an instance in the scored videos is not scored (the metric's class set is
+    # the GT's labels): its predictions go, and test/n_classes < test/n_split_classes says so
+    keep = set(present)
+    dets = [d for d in dets if d.label in keep]
+    summary = {f"test/{k}": v for k, v in mean_ap(prepared.gt, dets, thresholds, present).summary().items()}
+    summary |= {f"test/{k}": v for k, v in proposal_map(prepared.gt, props, thresholds).summary("proposal_map").items()}
+    summary |= {"test/n_videos": float(len(prepared.scored)), "test/n_classes": float(len(present)),
+                "test/n_split_classes": float(len(classes))}
+    if cfg.eval.oracle:
+        named = [d for d in oracle(prepared.test, prepared.gt, clf) if d.label in keep]
+        ora = mean_ap(prepared.gt, named, thresholds, present)
+        summary |= {f"oracle/{k}": v for k, v in ora.summary().items()}
+        base = proposal_map(prepared.gt, sliding_proposals(prepared.test), thresholds)
+        summary |= {f"baseline/{k}": v for k, v in base.summary("proposal_map").items()}
+    return summary, dets
+
+
+def run(cfg: DictConfig) -> Path:
+    from actlab.families.zstal import FAMILY
+
+    session = RunSession(cfg, FAMILY)
+    with session.lease():
+        if session.store.is_completed():
+            print(f"{session.store.folder}: already completed, nothing to do")
+            return session.store.folder
+        torch.set_num_threads(int(cfg.threads))
+        prepared = prepare(cfg.data, int(cfg.split_ratio), int(cfg.split_id), cfg.eval.videos,
+                           cfg.data.get("max_videos"))
+        clf, clip_files = classifier(cfg, prepared)
+        inputs = {k: file_sha256(p) for k, p in {**prepared.files, **clip_files}.items()}
+        labels = {"dataset": str(cfg.data.name), "kind": str(cfg.data.kind), "split_ratio": str(cfg.split_ratio), "excluded": ",".join(prepared.excluded), "gpu": gpu_model()}
+        with session.running(inputs, labels) as active:
+            torch.manual_seed(int(cfg.seed))
+            model = instantiate(cfg.model, in_dim=int(prepared.train.feats[next(iter(prepared.train.feats))].shape[1]))
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            preemption.install_handlers()
+            result = train_detector(cfg, model, prepared, session.store.checkpoint_dir,
+                                    on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
+            if result.interrupted:
+                raise preemption.Preempted(session.store.folder)
+            summary, dets = evaluate_all(cfg, model, prepared, clf)
+            summary |= {"train/loss": float(result.history[-1]["train/loss"]), "train/epochs": float(result.epochs_done)}
+            active.finish(summary, [Artifact("predictions.json", results_json(dets)),
+                                    Artifact("eval_gt.json", gt_json(prepared, cfg.data.test_subset)),
+                                    Artifact("final_model.pt", {k: v.cpu() for k, v in model.state_dict().items()})])
+        return session.store.folder
