@@ -1,0 +1,66 @@
+"""Skeleton-text contrastive action recognition on NTU RGB+D (issue 14).
+
+A PoseC3D SlowOnly encoder on joint heatmaps and an open_clip text tower, trained so that a clip
+matches its class name: CE baseline, ITC, ITC+ITM (hard negatives), ITC+momentum queue, PACL.
+Job: `job.py` (jobs/skel.py); unit: the benchmark split (`ntu60_xsub`, ..., `ntutoy_xsub`); the
+seeds are the replicates within it. Before the arrays, a step writes the embedded `ntutoy` set when
+an experiment reads it and it is missing. Report: Table 1 (top-1 per split), Tables 2-3 (`report.py`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from actlab.family import Family, PipelineStep
+
+
+def _units(cfg: DictConfig, repo: Path) -> list[str]:
+    return [str(s) for s in cfg.splits]
+
+
+def _aggregate(runs, reference_group=None, expected_units=None):
+    from actlab.families.skel.report import aggregate
+
+    return aggregate(runs, reference_group=reference_group, expected_units=expected_units)
+
+
+def _table():
+    from actlab.families.skel.report import table1
+
+    return table1()
+
+
+def _plots(agg, out_dir):
+    from actlab.families.skel.report import extra_tables
+
+    return extra_tables(agg, out_dir)
+
+
+def _check_inputs(cfg: DictConfig) -> list[str]:
+    from actlab.families.skel.inputs import check_inputs
+
+    return check_inputs(cfg)
+
+
+def _generates(cfg: DictConfig) -> bool:
+    from actlab.families.skel.job import dataset_of
+
+    return any(bool(dataset_of(cfg, str(s))[0].get("generate")) for s in cfg.splits)
+
+
+FAMILY = Family(
+    name="skel",
+    config_dir="skel",
+    config_name="skel",
+    job="actlab.families.skel.job:run",
+    unit="split",
+    units=_units,
+    aggregate=_aggregate,
+    table=_table,
+    plots=_plots,
+    check_inputs=_check_inputs,
+    steps=(PipelineStep("ntutoy", "jobs/skel.py", args=lambda experiment, cfg: [f"experiment={experiment}",
+                                                                              "prepare=true"],
+                        enabled=_generates, before=True, gpus=False),),
+)
