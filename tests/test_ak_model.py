@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from actlab import device as compute
 from actlab.families.ak import aktoy
+from actlab.families.ak import job as ak_job
 from actlab.families.ak.model import (FullVision, ProjOnly, Temporal, VideoTextClassifier, load_clip, prompts,
                                       text_embeddings)
 from actlab.families.ak.video import VideoSpec, augment, center_view, chunk_positions
+from test_device_placement import CUDA, fake_cuda  # noqa: F401  (the fixture)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,43 @@ def test_views_shapes_and_seeded_augmentation():
     assert not torch.equal(a, augment(frames, spec, torch.Generator().manual_seed(1)))
     test = center_view(frames[:, :, :1], spec)
     assert test.shape == (3, 8, 3, 32, 32)
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Stored test views as ClipDataset gives them: frames [T, 1, h, w, 3] uint8, labels [C]."""
+
+    def __init__(self, n: int = 5, spec: VideoSpec = VideoSpec(frames=4, candidates=1)) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.spec, self.labels = spec, np.eye(5, dtype=np.float32)[np.arange(n) % 5]
+        self.frames = torch.randint(0, 256, (n, spec.frames, 1, 40, 48, 3), generator=g, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"frames": self.frames[i], "labels": torch.from_numpy(self.labels[i]), "index": i}
+
+
+def test_test_predictions_and_feature_cache_run_on_the_models_device(clip, fake_cuda, monkeypatch):
+    """`predict` and the feature cache move every clip to where the model is (a model 'moved' to
+    CUDA here: the tensors stay on the CPU, tagged), with the CPU run's logits and features; the
+    features come back to the CPU for the loop."""
+    check, checked = fake_cuda
+    clips = _Clips()
+    torch.manual_seed(0)
+    model = classifier(clip, ProjOnly).eval()
+    cpu = ak_job.predict(model, clips, clips.spec, 2), ak_job.FeatureDataset(clips, model, 2).feats
+    monkeypatch.setattr(compute, "module_device",
+                        lambda m: CUDA if getattr(next(m.parameters()), "placed", None) else torch.device("cpu"))
+    real_view = ak_job.center_view
+
+    def checked_view(frames, spec):
+        check(model, [frames])
+        return real_view(frames, spec)
+
+    monkeypatch.setattr(ak_job, "center_view", checked_view)
+    model.to(CUDA)
+    gpu = ak_job.predict(model, clips, clips.spec, 2), ak_job.FeatureDataset(clips, model, 2).feats
+    assert checked["batches"] == 2 * 3
+    np.testing.assert_array_equal(cpu[0], gpu[0])
+    assert torch.equal(cpu[1], gpu[1]) and gpu[1].device.type == "cpu"

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from actlab import device as compute
 from actlab.families.hand import crop, fpha
 from actlab.families.hand.metrics import (THRESHOLDS, auc, frame_success, joint_errors, mean_joint_error, pck,
                                           topk_accuracy)
 from actlab.families.hand.models import ActionLSTM, FiLM, PoseNet, condition
 from actlab.families.hand.pca import PCAPrior
+from actlab.families.hand.train import SequenceDataset, action_scores, predict_pose
+from test_device_placement import CUDA, fake_cuda  # noqa: F401  (the fixture)
 
 
 def test_one_joint_off_by_3_4_0_in_two_frames_gives_5_over_42():
@@ -137,3 +140,34 @@ def test_pose_net_film_condition_changes_the_output_and_needs_it():
         torch.nn.init.normal_(p)
     assert not torch.allclose(net(x, a), base)
     assert net.keypoints(x, a).shape == (2, 63)
+
+
+def test_pose_and_action_evaluation_run_on_the_models_device_with_the_cpu_results(fake_cuda, monkeypatch):
+    """`predict_pose` (crops and FiLM conditions) and `action_scores` (sequences; lengths stay on the
+    CPU for packing) move their inputs to where the model is (a model 'moved' to CUDA here: the
+    tensors stay on the CPU, tagged) and give the CPU run's numbers."""
+    check, checked = fake_cuda
+    rng = np.random.default_rng(0)
+    crops = rng.random((7, 32, 32), dtype=np.float32)
+    frames, cond = np.array([0, 2, 3, 6, 5]), np.eye(fpha.NUM_ACTIONS, dtype=np.float32)[[1, 2, 3, 4, 5]]
+    seqs = SequenceDataset([rng.standard_normal((t, 63)).astype(np.float32) for t in (5, 3, 8)], [0, 1, 2], 6)
+
+    def nets():
+        torch.manual_seed(0)
+        prior = PCAPrior.fit(np.random.default_rng(1).normal(size=(100, 63)), 30)
+        pose = PoseNet(prior.decoder(), widths=(8, 16, 16, 16), blocks=1, stem=8, fc=32, input_size=32, film=True)
+        return pose, ActionLSTM(63, 16)
+
+    def evaluate(pose, har):
+        return predict_pose(pose, crops, frames, cond, 200.0, batch_size=2), action_scores(har, seqs, batch_size=2)
+
+    cpu = evaluate(*nets())
+    monkeypatch.setattr(compute, "module_device",
+                        lambda m: CUDA if getattr(next(m.parameters()), "placed", None) else torch.device("cpu"))
+    pose, har = (net.to(CUDA) for net in nets())
+    pose.register_forward_pre_hook(lambda module, args: check(pose, args))
+    har.register_forward_pre_hook(lambda module, args: check(har, args[:1]))
+    gpu = evaluate(pose, har)
+    assert checked["batches"] == 3 + 2
+    np.testing.assert_array_equal(cpu[0], gpu[0])
+    np.testing.assert_array_equal(cpu[1], gpu[1])

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from actlab import device as compute
 from actlab.errors import DataError
 from actlab.families.skel.encoder import SlowOnly
 from actlab.families.skel.model import ModelConfig, PaclEmbedder, SkelTextModel
 from actlab.families.skel.text import TextTower
+from actlab.families.skel.train import test_scores as skel_test_scores
+from test_device_placement import CUDA, fake_cuda  # noqa: F401  (the fixture)
 
 NAMES = ["drinking water", "eat meal/snack", "brushing teeth"]
 
@@ -95,3 +99,22 @@ def test_momentum_model_and_queue_live_in_the_state_dict():
     with pytest.raises(ValueError, match="embedder"):
         PaclEmbedder(4, 4, "mlp")
     assert F.normalize(model.queue.video, dim=1).shape == (8, 8)
+
+
+# -- device placement (docs/gpu.md): fake CUDA as in tests/test_device_placement.py --------------
+
+def test_evaluation_runs_on_the_models_device_and_gives_the_cpu_scores(fake_cuda, monkeypatch):
+    """`test_scores` moves every clip to where the model is (a model 'moved' to CUDA here: the
+    tensors stay on the CPU, tagged), and the scores equal the plain CPU evaluation's."""
+    check, checked = fake_cuda
+    g = torch.Generator().manual_seed(0)
+    clips = [{"heatmap": torch.rand(2, 17, 4, 16, 16, generator=g), "label": torch.tensor(i % 3)} for i in range(5)]
+    cpu = skel_test_scores(_model("itc"), clips, batch_size=2)
+    monkeypatch.setattr(compute, "module_device",
+                        lambda m: CUDA if getattr(next(m.parameters()), "placed", None) else torch.device("cpu"))
+    model = _model("itc").to(CUDA)
+    model.video.register_forward_pre_hook(lambda module, args: check(model, args))
+    gpu = skel_test_scores(model, clips, batch_size=2)
+    assert checked["batches"] == 3
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_array_equal(a, b)

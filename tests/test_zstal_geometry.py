@@ -5,10 +5,15 @@ import numpy as np
 import pytest
 import torch
 
+from actlab import device as compute
 from actlab.families.zstal.boxes import cw_to_se, pairwise_iou_giou, se_to_cw, topk_flat
 from actlab.families.zstal.matcher import Weights, match, set_loss
 from actlab.families.zstal.roi import class_logits, decode, fuse, roi_boxes, roi_features
+from actlab.families.zstal.detector import ProposalDETR
+from actlab.families.zstal.infer import Classifier, predict
+from actlab.families.zstal.samples import TestVideo
 from actlab.families.zstal.windows import Window, cut_instances, inference_windows, to_video, training_windows
+from test_device_placement import CUDA, fake_cuda  # noqa: F401  (the fixture)
 
 
 def test_cw_to_se_clamps_and_round_trips():
@@ -112,3 +117,24 @@ def test_fusions():
     assert fuse(a, logits, "geometric")[0].tolist() == pytest.approx((0.5 * p).sqrt().tolist())
     assert fuse(a, logits, "sigmoid")[0].tolist() == pytest.approx((0.5 * torch.tensor([2.0, 0.0]).sigmoid()).tolist())
     assert torch.isfinite(fuse(torch.tensor([-1e4]), logits, "geometric")).all()
+
+
+def test_inference_runs_the_detector_on_its_device_with_the_cpu_detections(fake_cuda, monkeypatch):
+    """`predict` moves each video's windows to where the detector is (a model 'moved' to CUDA here:
+    the tensors stay on the CPU, tagged) and decodes the same detections as the CPU run."""
+    check, checked = fake_cuda
+    rng = np.random.default_rng(0)
+    videos = [TestVideo(f"v{i}", rng.standard_normal((t, 16)).astype(np.float32),
+                        (Window(0, min(t, 12)), Window(max(0, t - 12), min(t, 12))), 0.5) for i, t in enumerate((12, 20))]
+    text = torch.nn.functional.normalize(torch.from_numpy(rng.standard_normal((3, 16)).astype(np.float32)), dim=1)
+    clf = Classifier(text, ["a", "b", "c"], math.log(100.0), slots=4, topk=5)
+    torch.manual_seed(0)
+    model = ProposalDETR(16, d_model=16, heads=2, enc_layers=1, dec_layers=1, queries=6, ffn=32)
+    cpu = predict(model, videos, clf, 12)
+    monkeypatch.setattr(compute, "module_device",
+                        lambda m: CUDA if getattr(next(m.parameters()), "placed", None) else torch.device("cpu"))
+    model.to(CUDA)
+    model.register_forward_pre_hook(lambda module, args: check(model, args))
+    gpu = predict(model, videos, clf, 12)
+    assert checked["batches"] == 2 and len(cpu[0]) == 2 * 2 * 5
+    assert cpu == gpu

@@ -228,3 +228,12 @@ def setup(cfg: Any, workers: int | str = 0, local_rank: int | None = None) -> Co
     return Compute(device, deterministic, precision, plan.threads, plan.workers,
                    None if prefetch is None else int(prefetch))
 
+
+def loop_options(cfg: Any) -> dict[str, Any]:
+    """The `LoopConfig` keys of configs/run.yaml (device, precision, deterministic, prefetch_factor)
+    from a job's config; a config without them runs as before (auto = the CPU on a machine without
+    a GPU; deterministic None = torch's settings left alone)."""
+    deterministic, prefetch = cfg.get("deterministic"), cfg.get("prefetch_factor")
+    return {"device": str(cfg.get("device") or "auto"), "precision": str(cfg.get("precision") or "fp32"),
+            "deterministic": None if deterministic is None else bool(deterministic),
+            "prefetch_factor": None if prefetch is None else int(prefetch)}

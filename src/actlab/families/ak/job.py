@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from actlab import preemption
+from actlab.device import loop_options
+from actlab import device as compute, preemption
 from actlab.atomic import atomic_write_text
 from actlab.families.ak import data as ak_data
 from actlab.families.ak.metrics import mean_average_precision, random_map
@@ -50,17 +51,19 @@ def plain(node: Any) -> dict:
 
 class FeatureDataset(Dataset):
     """Frozen per-frame features of a clip data set's test view, computed once ([T, F] per item):
-    training without augmentation does not need to decode or run the frozen trunk again."""
+    training without augmentation does not need to decode or run the frozen trunk again. The trunk
+    runs on the model's device; the features are kept on the CPU (the loop moves each batch)."""
 
     def __init__(self, clips: ClipDataset, model: nn.Module, batch_size: int) -> None:
         self.labels = clips.labels
+        device = compute.module_device(model)
         feats = []
         with torch.no_grad():
-            for batch in DataLoader(clips, batch_size=batch_size, shuffle=False):
-                video = center_view(batch["frames"], clips.spec)
+            for batch in DataLoader(clips, batch_size=batch_size, shuffle=False, **compute.loader_options(device, 0)):
+                video = center_view(compute.to_device(batch["frames"], device), clips.spec)
                 b, t = video.shape[:2]
                 feats.append(model.encoder.frame_features(video.reshape(b * t, *video.shape[2:])).reshape(b, t, -1))
-        self.feats = torch.cat(feats)
+        self.feats = torch.cat(feats).cpu()
 
     def __len__(self) -> int:
         return len(self.feats)
@@ -80,11 +83,12 @@ def cosines(model, batch: dict[str, Any], spec: VideoSpec, generator: torch.Gene
 
 @torch.no_grad()
 def predict(model, dataset: Dataset, spec: VideoSpec, batch_size: int) -> np.ndarray:
-    """Logits [N, C] float32 of a data set, in its order."""
+    """Logits [N, C] float32 of a data set, in its order (computed on the model's device)."""
     model.eval()
-    out = [model.logits(cosines(model, batch, spec, None)).float()
-           for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
-    return torch.cat(out).numpy().astype(np.float32)
+    device = compute.module_device(model)
+    out = [model.logits(cosines(model, compute.to_device(batch, device), spec, None)).float()
+           for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **compute.loader_options(device, 0))]
+    return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -100,17 +104,23 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
                    on_epoch=None) -> dict[str, Any]:
     """Everything between the data and the run's files; returns {"interrupted": True} when stopped."""
     torch.set_num_threads(max(1, int(cfg.threads)))
+    options = loop_options(cfg)
+    device = compute.resolve_device(options["device"])
+    log.info("ak: device %s (device=%s, precision=%s)", device, options["device"], options["precision"])
     spec = video_spec(cfg)
     table = data.table
     clip, tokenizer = load_clip(str(cfg.clip.name), str(cfg.clip.weights), cfg.clip.get("config_file"))
+    clip.to(device)     # the text tower encodes the prompts there; the visual tower is the model's trunk
     texts = prompts(str(cfg.template), table.action, table.segment, table.description)
     text = text_embeddings(clip, tokenizer, texts, inputs["clip_weights"], cfg.get("text_cache"))
     torch.manual_seed(int(cfg.seed))
     encoder_cfg = {k: v for k, v in plain(cfg.model).items() if k != "name"}
     model = build_classifier(encoder_cfg, clip, text, str(cfg.head), spec.frames)
     del clip
+    model.to(device)    # before the feature cache, which runs the frozen trunk
     loss_cfg = {k: v for k, v in plain(cfg.loss).items() if k != "name"}
-    criterion = instantiate(loss_cfg, counts=table.count, epochs=int(cfg.epochs))
+    # its class-count buffers (margins, DRW weights, tail mask) meet the batch on the device
+    criterion = instantiate(loss_cfg, counts=table.count, epochs=int(cfg.epochs)).to(device)
 
     t0 = time.monotonic()
     train_set = ClipDataset(data.clips["train"], data.labels["train"], data.video_dir, spec, train=bool(cfg.augment))
@@ -152,7 +162,7 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
 
     loop = LoopConfig(epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
                       checkpoint_every=int(cfg.checkpoint_every or 0), num_workers=int(cfg.num_workers),
-                      max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes))
+                      max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes), **options)
     start = time.monotonic()
     result = fit(model, fit_set, config=loop, make_optimizer=instantiate(cfg.optimizer), make_scheduler=make_scheduler,
                  loss_fn=loss_fn, evaluate=validate if val_idx else None, state_dir=state_dir, on_epoch=on_epoch)

@@ -60,12 +60,14 @@ def prompts(template: str, action: Sequence[str], segment: Sequence[str],
 @torch.no_grad()
 def text_embeddings(clip: nn.Module, tokenizer, texts: list[str], weights_sha256: str,
                     cache_dir: str | Path | None = None) -> Tensor:
-    """L2-normalised float32 text embeddings [C, D], cached per (weights hash, prompts)."""
+    """L2-normalised float32 text embeddings [C, D] on the CPU, cached per (weights hash, prompts);
+    the tokens are encoded where `clip` is."""
     key = hashlib.sha256((weights_sha256 + "\n" + "\n".join(texts)).encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"text_{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
-        return torch.load(path)
-    emb = F.normalize(clip.encode_text(tokenizer(texts)).float(), dim=-1)
+        return torch.load(path, map_location="cpu")
+    tokens = tokenizer(texts).to(next(clip.parameters()).device)
+    emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
     if path is not None:
         atomic_write(path, lambda p: torch.save(emb, p))
     return emb

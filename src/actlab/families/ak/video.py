@@ -140,8 +140,9 @@ def augment(frames: Tensor, spec: VideoSpec, generator: torch.Generator) -> Tens
     """Training view: a random candidate per chunk, one random resized crop and flip per clip.
     [B, T, K, h, w, 3] uint8 -> [B, T, 3, S, S] normalised."""
     b, t, k, h, w = frames.shape[:5]
-    pick = torch.randint(0, k, (b, t), generator=generator)
-    chosen = frames[torch.arange(b)[:, None], torch.arange(t)[None, :], pick]          # [B, T, h, w, 3]
+    pick = torch.randint(0, k, (b, t), generator=generator).to(frames.device)   # drawn on the loop's CPU generator
+    at = {"device": frames.device}
+    chosen = frames[torch.arange(b, **at)[:, None], torch.arange(t, **at)[None, :], pick]   # [B, T, h, w, 3]
     out = []
     for i in range(b):
         area = h * w * float(torch.empty(1).uniform_(*spec.crop_scale, generator=generator))

@@ -15,6 +15,7 @@ submit time is the latest of its sources': running the step again is a no-op.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ import pandas as pd
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from actlab.device import loop_options
+from actlab.device import resolve_device
 from actlab.errors import DataError
 from actlab.families.hand.fpha import NUM_ACTIONS
 from actlab.families.hand.metrics import THRESHOLDS, action_summary, frame_success, joint_errors, pck, pose_summary
@@ -33,6 +36,7 @@ from actlab.job import RunSession
 from actlab.results import layout
 from actlab.results.store import Artifact, RunRecord, RunStore, iter_runs
 
+log = logging.getLogger(__name__)
 MODES = ("hpe", "har_gt", "hpe_har", "film_gt", "film_uniform", "film_2pass")
 # the grid point each role's run comes from (names the folder a missing run is expected in)
 ROLE_POINTS = {"hpe": {"task": "hpe", "film.enabled": False}, "film_hpe": {"task": "hpe", "film.enabled": True},
@@ -125,6 +129,8 @@ def run_eval(cfg: DictConfig) -> list[Path]:
     from actlab.families.hand.job import load_protocol
 
     results, experiment = str(cfg.paths.results), str(cfg.experiment)
+    device = resolve_device(loop_options(cfg)["device"])
+    log.info("hand eval: device %s", device)
     runs = [r for r in iter_runs(results, experiment) if r.identity.family == FAMILY.name]
     done = []
     for protocol in [str(p) for p in cfg.protocols]:
@@ -148,9 +154,9 @@ def run_eval(cfg: DictConfig) -> list[Path]:
                 labels = {"variant": "eval", "task": "eval", "role": "eval",
                           "sources": ",".join(sources[r].identity.run_id for r in ROLE_POINTS)}
                 with session.running({"manifest": data.manifest_sha256}, labels) as active:
-                    hpe, _ = load_pose_net(sources["hpe"])
-                    film_hpe, _ = load_pose_net(sources["film_hpe"])
-                    har = load_action_net(sources["har_gt"])
+                    hpe = load_pose_net(sources["hpe"])[0].to(device)
+                    film_hpe = load_pose_net(sources["film_hpe"])[0].to(device)
+                    har = load_action_net(sources["har_gt"]).to(device)
                     summary, frames, curves = evaluate_modes(ecfg, data, hpe, film_hpe, har)
                     done.append(active.finish(summary, [
                         Artifact("predictions.parquet", frames), Artifact(layout.CURVES, curves),

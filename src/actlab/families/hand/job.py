@@ -10,6 +10,7 @@ eval: the dependent step after the arrays (evaluate.py). data: the preparation s
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,19 +19,22 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig
 
+from actlab.device import loop_options
 from actlab import preemption
+from actlab.device import resolve_device
 from actlab.families.hand import fpha
 from actlab.families.hand.crop import com_of, standardise, unstandardise
 from actlab.families.hand.data import FrameTable, frame_table, manifest, protocol_split, sha256_of, validation_split
 from actlab.families.hand.metrics import action_summary, joint_errors, pose_summary
 from actlab.families.hand.pca import PCAPrior
-from actlab.families.hand.train import (SequenceDataset, action_scores, centred_gt, one_hot, pose_features,
-                                        predict_pose, train_actions, train_pose)
+from actlab.families.hand.train import (SequenceDataset, action_scores, centred_gt, one_hot,
+                                        pose_features, predict_pose, train_actions, train_pose)
 from actlab.job import RunSession, file_sha256
 from actlab.results import layout
 from actlab.results.store import Artifact
 
 WEIGHTS, PRIOR = "model.pt", "pca.npz"
+log = logging.getLogger(__name__)
 TASKS = ("hpe", "har", "eval", "data")
 
 
@@ -197,6 +201,7 @@ def run(cfg: DictConfig) -> Path | list[Path]:
             print(f"{session.store.folder}: already completed, nothing to do")
             return session.store.folder
         torch.set_num_threads(int(cfg.threads))
+        log.info("hand %s: device %s", task, resolve_device(loop_options(cfg)["device"]))
         data = load_protocol(cfg, with_crops=task == "hpe")
         inputs = {"manifest": data.manifest_sha256,
                   "split_file": file_sha256(Path(cfg.data.root) / fpha.SPLIT_FILE)}

@@ -19,7 +19,8 @@ def condition(labels: Tensor, p: float, generator: torch.Generator | None = None
     with probability p per sample (`film.cond_dropout`; p = 1: the source's "equiprobable")."""
     a = F.one_hot(labels.long(), num_classes).float()
     if p > 0:
-        drop = torch.rand(len(labels), generator=generator) < p
+        # drawn on the loop's CPU generator (every device draws the same), applied where `a` is
+        drop = (torch.rand(len(labels), generator=generator) < p).to(a.device)
         a[drop] = 1.0 / num_classes
     return a
 

@@ -20,8 +20,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
+from actlab.device import loop_options
 from actlab import preemption
 from actlab.atomic import atomic_write_bytes, atomic_write_json, read_json
+from actlab import device as compute
 from actlab.families.hand.crop import com_of, standardise, unstandardise
 from actlab.families.hand.data import FrameTable
 from actlab.families.hand.fpha import MMCP, NUM_ACTIONS
@@ -80,7 +82,7 @@ class Trained:
 def _fit(model: nn.Module, train_set: Dataset, *, epochs: int, batch_size: int, seed: int, lr: float,
          amsgrad: bool, loss_fn, validate: Callable[[nn.Module], dict[str, float]], metric: str, higher: bool,
          patience: int | None, state_dir: Path | None, on_epoch, checkpoint_every: int = 0,
-         collate_fn=None) -> Trained:
+         collate_fn=None, options: dict[str, Any] | None = None) -> Trained:
     if state_dir is not None:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
     selection = Selection(Path(state_dir) if state_dir is not None else None, higher, patience)
@@ -92,7 +94,7 @@ def _fit(model: nn.Module, train_set: Dataset, *, epochs: int, batch_size: int, 
 
     result: FitResult = fit(
         model, train_set, config=LoopConfig(epochs=epochs, batch_size=batch_size, seed=seed,
-                                            checkpoint_every=checkpoint_every),
+                                            checkpoint_every=checkpoint_every, **(options or {})),
         make_optimizer=lambda p: torch.optim.Adam([q for q in p if q.requires_grad], lr=lr, amsgrad=amsgrad),
         loss_fn=loss_fn, evaluate=validate, state_dir=state_dir, on_epoch=after_epoch,
         should_stop=lambda: preemption.requested() or selection.exhausted(), collate_fn=collate_fn)
@@ -129,15 +131,18 @@ def build_pose_net(cfg: Any, prior: PCAPrior, film: bool) -> PoseNet:
 @torch.no_grad()
 def predict_pose(model: PoseNet, crops: np.ndarray, frames: np.ndarray, cond: np.ndarray | None,
                  cube_mm: float, batch_size: int = 256) -> np.ndarray:
-    """[n, 21, 3] CoM-centred joints (mm) of `frames`; `cond` [n, 45] for a FiLM network."""
+    """[n, 21, 3] CoM-centred joints (mm) of `frames`; `cond` [n, 45] for a FiLM network.
+    Computed on the model's device, brought to the CPU once."""
     model.eval()
+    device = compute.module_device(model)
     out = []
     for s in range(0, len(frames), batch_size):
         idx = frames[s:s + batch_size]
         x = torch.from_numpy(np.asarray(crops[idx], dtype=np.float32))[:, None]
         a = torch.as_tensor(cond[s:s + batch_size], dtype=torch.float32) if cond is not None else None
-        out.append(model.keypoints(x, a).numpy())
-    return unstandardise(np.concatenate(out), cube_mm)
+        x, a = compute.to_device((x, a), device)
+        out.append(model.keypoints(x, a))
+    return unstandardise(torch.cat(out).cpu().numpy(), cube_mm)
 
 
 def centred_gt(table: FrameTable, frames: np.ndarray) -> np.ndarray:
@@ -175,7 +180,8 @@ def train_pose(cfg: Any, table: FrameTable, train_frames: np.ndarray, val_frames
     return _fit(model, CropDataset(table, train_frames, z), epochs=int(h.epochs), batch_size=int(h.batch_size),
                 seed=int(cfg.seed), lr=float(h.lr), amsgrad=False, loss_fn=loss_fn, validate=validate,
                 metric="val/mean_mm", higher=False, patience=int(h.patience) if h.get("patience") else None,
-                state_dir=state_dir, on_epoch=on_epoch, checkpoint_every=int(cfg.get("checkpoint_every") or 0))
+                state_dir=state_dir, on_epoch=on_epoch, checkpoint_every=int(cfg.get("checkpoint_every") or 0),
+                options=loop_options(cfg))
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -210,13 +216,15 @@ def collate_sequences(items: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
 
 @torch.no_grad()
 def action_scores(model: ActionLSTM, dataset: SequenceDataset, batch_size: int = 64) -> np.ndarray:
-    """[n, 45] class probabilities per sequence."""
+    """[n, 45] class probabilities per sequence (computed on the model's device)."""
     model.eval()
+    device = compute.module_device(model)
     out = []
     for s in range(0, len(dataset), batch_size):
         batch = collate_sequences([dataset[i] for i in range(s, min(len(dataset), s + batch_size))])
-        out.append(model(batch["x"], batch["lengths"]).exp().numpy())
-    return np.concatenate(out)
+        # lengths stay on the CPU: packing reads them there
+        out.append(model(compute.to_device(batch["x"], device), batch["lengths"]).exp())
+    return torch.cat(out).cpu().numpy()
 
 
 def train_actions(cfg: Any, train_set: SequenceDataset, val_set: SequenceDataset, input_dim: int, *,
@@ -237,4 +245,5 @@ def train_actions(cfg: Any, train_set: SequenceDataset, val_set: SequenceDataset
     return _fit(model, train_set, epochs=int(h.epochs), batch_size=int(h.batch_size), seed=int(cfg.seed),
                 lr=float(h.lr), amsgrad=True, loss_fn=loss_fn, validate=validate, metric="val/top1", higher=True,
                 patience=None, state_dir=state_dir, on_epoch=on_epoch,
-                checkpoint_every=int(cfg.get("checkpoint_every") or 0), collate_fn=collate_sequences)
+                checkpoint_every=int(cfg.get("checkpoint_every") or 0), collate_fn=collate_sequences,
+                options=loop_options(cfg))

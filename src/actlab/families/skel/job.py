@@ -9,6 +9,7 @@ pipeline's step before the arrays: it writes the embedded `ntutoy` set when it i
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from actlab.device import loop_options
 from actlab import preemption, resumable
 from actlab.atomic import atomic_write
+from actlab.device import resolve_device
 from actlab.errors import DataError
 from actlab.families.skel import ntutoy
 from actlab.families.skel.data import TestClips, TrainClips, load_split
@@ -33,6 +36,7 @@ from actlab.results.store import Artifact
 from actlab.train.loop import LoopConfig, fit
 
 SCORES = "scores.npy"
+log = logging.getLogger(__name__)
 
 
 def dataset_of(cfg: DictConfig, split: str) -> tuple[DictConfig, str]:
@@ -92,6 +96,9 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> nn.Module:
 def train_and_test(cfg: DictConfig, train_samples: list, val_samples: list, class_names: list[str],
                    state_dir: Path | None, on_epoch=None) -> dict[str, Any]:
     """Train the variant, test after every epoch; {"interrupted": True} when preempted."""
+    options = loop_options(cfg)
+    log.info("skel: device %s (device=%s, precision=%s)", resolve_device(options["device"]),
+             options["device"], options["precision"])
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg, class_names)
     pcfg = pipeline_config(cfg.pipeline)
@@ -105,7 +112,7 @@ def train_and_test(cfg: DictConfig, train_samples: list, val_samples: list, clas
         raise ValueError(f"model.queue_size={cfg.model.queue_size} is not a multiple of batch_size={bs}")
     loop = LoopConfig(epochs=int(cfg.epochs), batch_size=bs, seed=int(cfg.seed),
                       checkpoint_every=int(cfg.get("checkpoint_every") or 0), num_workers=int(cfg.num_workers),
-                      drop_last=True, grad_clip=float(cfg.grad_clip) if cfg.grad_clip else None)
+                      drop_last=True, grad_clip=float(cfg.grad_clip) if cfg.grad_clip else None, **options)
     steps_per_epoch = len(train_set) // bs
     evaluated: dict[str, Any] = {}
 

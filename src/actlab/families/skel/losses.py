@@ -63,7 +63,9 @@ def sample_negatives(probs: Tensor, generator: torch.Generator | None = None) ->
     rows = torch.nonzero(probs.sum(1) > 0).flatten()
     if rows.numel() == 0:
         return rows, rows
-    return rows, torch.multinomial(probs[rows], 1, generator=generator).flatten()
+    # drawn on the CPU with the loop's CPU generator (a CUDA tensor cannot use it): the same draws
+    # on every device, and the generator state the checkpoint holds stays the one that was used
+    return rows, torch.multinomial(probs[rows].cpu(), 1, generator=generator).flatten().to(probs.device)
 
 
 def momentum_itc_loss(v: Any, t: Any, v_m: Any, t_m: Any, labels: Any, q_v: Any, q_t: Any, q_labels: Any,

@@ -66,7 +66,7 @@ class ItmHead(nn.Module):
         x = tokens
         for layer in self.layers:
             x = layer(x, pad, video)
-        return self.out(x[torch.arange(len(x)), eot])
+        return self.out(x[torch.arange(len(x), device=x.device), eot])
 
 
 class PaclEmbedder(nn.Module):

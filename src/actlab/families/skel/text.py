@@ -62,7 +62,7 @@ class TextTower(nn.Module):
         x = self.token_embedding(tokens) + self.positional_embedding
         x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))
         eot = tokens.argmax(-1)                 # the end-of-text token has the largest id
-        pooled = x[torch.arange(len(x)), eot]
+        pooled = x[torch.arange(len(x), device=x.device), eot]
         proj = self.text_projection
         pooled = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
         pad = torch.arange(tokens.shape[1], device=tokens.device)[None] > eot[:, None]

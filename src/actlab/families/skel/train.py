@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from actlab import device as compute
 from actlab.families.skel import losses
 from actlab.families.skel.metrics import mean_class_accuracy, topk_accuracy
 from actlab.families.skel.model import CEModel, SkelTextModel
@@ -98,10 +99,11 @@ def itm_loss(model: SkelTextModel, v: Tensor, t: Tensor, e: Tensor, states: Tens
     if video_rows.numel() == 0:
         return sim.new_zeros(()), True         # one class in the batch: no negative exists
     b = len(y)
-    text_idx = torch.cat([torch.arange(b), video_rows, neg_text])
-    video_idx = torch.cat([torch.arange(b), neg_video, text_rows])
+    text_idx = torch.cat([torch.arange(b, device=y.device), video_rows, neg_text])
+    video_idx = torch.cat([torch.arange(b, device=y.device), neg_video, text_rows])
     logits = model.itm(states[text_idx], pad[text_idx], eot[text_idx], e[video_idx])
-    target = torch.cat([torch.ones(b, dtype=torch.long), torch.zeros(len(text_idx) - b, dtype=torch.long)])
+    target = torch.cat([torch.ones(b, dtype=torch.long, device=y.device),
+                        torch.zeros(len(text_idx) - b, dtype=torch.long, device=y.device)])
     return F.cross_entropy(logits, target), False
 
 
@@ -109,13 +111,15 @@ def itm_loss(model: SkelTextModel, v: Tensor, t: Tensor, e: Tensor, states: Tens
 def test_scores(model: nn.Module, dataset: Dataset, batch_size: int, num_workers: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores [N, L], scores of log softmax(cos / tau) [N, L], labels [N]): per view softmax
-    (text variants: of raw cosines, no tau; CE: of the logits), mean over the views."""
+    (text variants: of raw cosines, no tau; CE: of the logits), mean over the views. Computed on the
+    model's device, brought to the CPU once at the end."""
     model.eval()
+    device = compute.module_device(model)
     scores, scores_tau, labels = [], [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **compute.loader_options(device, num_workers)):
         x = batch["heatmap"]
         b, views = x.shape[:2]
-        flat = x.flatten(0, 1)
+        flat = compute.to_device(x.flatten(0, 1), device)
         if isinstance(model, CEModel):
             out = model(flat)
             tau = 1.0
@@ -126,7 +130,7 @@ def test_scores(model: nn.Module, dataset: Dataset, batch_size: int, num_workers
         scores.append(torch.softmax(out, -1).mean(1))
         scores_tau.append(torch.log_softmax(out / tau, -1).mean(1))
         labels.append(batch["label"])
-    return torch.cat(scores).numpy(), torch.cat(scores_tau).numpy(), torch.cat(labels).numpy()
+    return torch.cat(scores).cpu().numpy(), torch.cat(scores_tau).cpu().numpy(), torch.cat(labels).numpy()
 
 
 def metrics_of(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:

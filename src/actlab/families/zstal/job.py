@@ -9,6 +9,7 @@ classes, CLIP-named: the classification ceiling) and `baseline/proposal_*` (unif
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from actlab.device import loop_options
 from actlab import preemption
+from actlab.device import resolve_device
 from actlab.families.zstal.evaluate import THRESHOLDS, Detection, mean_ap, proposal_map
 from actlab.families.zstal.infer import Classifier, oracle, predict, sliding_proposals
 from actlab.families.zstal.matcher import Weights, set_loss
@@ -26,6 +29,7 @@ from actlab.job import RunSession, file_sha256
 from actlab.results.store import Artifact
 from actlab.train.loop import LoopConfig, fit
 
+log = logging.getLogger(__name__)
 
 
 def results_json(dets: list[Detection]) -> dict[str, Any]:
@@ -44,13 +48,16 @@ def gt_json(prepared: Prepared, subset: str) -> dict[str, Any]:
         for v in prepared.scored.values()}}
 
 
-def gpu_model() -> str:
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+def gpu_model(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def classifier(cfg: DictConfig, prepared: Prepared) -> tuple[Classifier, dict[str, Path]]:
+def classifier(cfg: DictConfig, prepared: Prepared, device: torch.device | str = "cpu"
+               ) -> tuple[Classifier, dict[str, Path]]:
+    """The RoI classifier; the class texts are encoded on `device`, where its targets stay."""
     clip = cfg.data.clip
     tower = load_clip(clip.model_name, clip.weights, clip.get("config_file"))
+    tower.model.to(device)
     files = {"clip_weights": Path(clip.weights)}
     descriptions = None
     if cfg.target == "description":
@@ -74,7 +81,7 @@ def train_detector(cfg: DictConfig, model: torch.nn.Module, prepared: Prepared, 
     t = cfg.train
     loop = LoopConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), seed=int(cfg.seed),
                       checkpoint_every=int(cfg.checkpoint_every or 0), grad_clip=t.grad_clip,
-                      max_minutes=t.get("max_minutes"))
+                      max_minutes=t.get("max_minutes"), **loop_options(cfg))
     return fit(model, prepared.train, config=loop, collate_fn=collate, loss_fn=loss_fn,
                make_optimizer=lambda p: torch.optim.AdamW(p, lr=float(t.lr), weight_decay=float(t.weight_decay)),
                state_dir=state_dir, on_epoch=on_epoch)
@@ -113,15 +120,17 @@ def run(cfg: DictConfig) -> Path:
             print(f"{session.store.folder}: already completed, nothing to do")
             return session.store.folder
         torch.set_num_threads(int(cfg.threads))
+        device = resolve_device(loop_options(cfg)["device"])
+        log.info("zstal: device %s", device)
         prepared = prepare(cfg.data, int(cfg.split_ratio), int(cfg.split_id), cfg.eval.videos,
                            cfg.data.get("max_videos"))
-        clf, clip_files = classifier(cfg, prepared)
+        clf, clip_files = classifier(cfg, prepared, device)
         inputs = {k: file_sha256(p) for k, p in {**prepared.files, **clip_files}.items()}
-        labels = {"dataset": str(cfg.data.name), "kind": str(cfg.data.kind), "split_ratio": str(cfg.split_ratio), "excluded": ",".join(prepared.excluded), "gpu": gpu_model()}
+        labels = {"dataset": str(cfg.data.name), "kind": str(cfg.data.kind), "split_ratio": str(cfg.split_ratio), "excluded": ",".join(prepared.excluded), "gpu": gpu_model(device)}
         with session.running(inputs, labels) as active:
             torch.manual_seed(int(cfg.seed))
             model = instantiate(cfg.model, in_dim=int(prepared.train.feats[next(iter(prepared.train.feats))].shape[1]))
-            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            model.to(device)
             preemption.install_handlers()
             result = train_detector(cfg, model, prepared, session.store.checkpoint_dir,
                                     on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))

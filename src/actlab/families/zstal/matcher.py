@@ -51,7 +51,7 @@ def set_loss(outputs: list[dict[str, Tensor]], targets: list[Tensor], w: Weights
                 continue
             with torch.no_grad():
                 qi, gi = match(matching_cost(logit[b], cw[b], gt, w))
-            qi, gi = torch.as_tensor(qi), torch.as_tensor(gi)
+            qi, gi = torch.as_tensor(qi, device=logit.device), torch.as_tensor(gi, device=logit.device)
             labels[b, qi] = 1.0
             l1 = l1 + (cw[b, qi] - se_to_cw(gt[gi])).abs().sum()
             g = pairwise_iou_giou(cw_to_se(cw[b, qi]), gt[gi])[1].diagonal()

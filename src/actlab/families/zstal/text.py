@@ -31,8 +31,9 @@ class TextTower:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
-        """L2-normalized text embeddings [N, E], float32 (the checkpoint may be fp16)."""
-        out = self.model.encode_text(self.tokenizer(list(texts)))
+        """L2-normalized text embeddings [N, E], float32 (the checkpoint may be fp16), where the model is."""
+        tokens = self.tokenizer(list(texts)).to(next(self.model.parameters()).device)
+        out = self.model.encode_text(tokens)
         return F.normalize(out.float(), dim=-1)
 
 
