@@ -29,7 +29,9 @@ from actlab.atomic import atomic_write_json, atomic_write_text, read_json
 
 MANIFEST = "manifest.json"
 JOBS = "jobs.json"
-_SECRET_NAME = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|PASSWD)", re.IGNORECASE)
+# A whole `_`-separated part of the name: WANDB_API_KEY, GITHUB_TOKEN, but not TOKENIZERS_PARALLELISM
+# (open_clip sets it to "false", which scrubbing turned every JSON false into ***).
+_SECRET_NAME = re.compile(r"(^|_)(API_KEY|TOKEN|SECRET|PASSWORD|PASSWD)(_|$)", re.IGNORECASE)
 
 
 def secret_values() -> list[str]:
