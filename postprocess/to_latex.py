@@ -4,13 +4,14 @@ from __future__ import annotations
 import sys
 
 from actlab.post.cli import parser, request, run
-from actlab.post.latex import load_spec
+from actlab.post.latex import load_reported, load_spec
 from actlab.post.report import build_report, print_report
 
 
 def report(args) -> None:
     req = request(args)
-    spec = load_spec(args.columns, default=req.family.table(), precision=args.precision)
+    spec = load_spec(args.columns, default=req.family.table(), precision=args.precision,
+                     reported=load_reported(args.reported) if args.reported else None)
     paths = build_report(req.family, req.runs, args.out, spec=spec, reference_group=req.reference_group,
                          expected_units=req.units)
     print_report(paths)

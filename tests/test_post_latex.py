@@ -11,7 +11,8 @@ import pytest
 
 from conftest import require
 from actlab.errors import DataError
-from actlab.post.latex import Column, TableSpec, escape, load_spec, render_document, render_table
+from actlab.post.latex import (Column, ReportedRow, TableSpec, escape, load_reported, load_spec, render_document,
+                               render_table)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -112,11 +113,46 @@ def test_spec_from_yaml(tmp_path):
         load_spec(None)
 
 
+def test_reported_rows_from_yaml_are_literal_unscaled_never_bold(tmp_path):
+    path = tmp_path / "reported.yaml"
+    path.write_text("source: AK paper, Tab. 5\nrows:\n"
+                    "  - {label: I3D_CE, values: {test/map: 16.48, test/map/head: [46.39, 0.5]}}\n"
+                    "  - {label: X3D, values: {test/map: 99.0}, source: other}\n")
+    rows = load_reported(path)
+    assert rows == (ReportedRow("I3D_CE", {"test/map": 16.48, "test/map/head": (46.39, 0.5)}, "AK paper, Tab. 5"),
+                    ReportedRow("X3D", {"test/map": 99.0}, "other"))
+    t = tidy({("g", "test/map"): (0.1416, 0.0014), ("g", "test/map/head"): (0.2265, 0.0015)})
+    spec = TableSpec((Column("test/map"), Column("test/map/head")), precision=2, scale=100.0, reported=rows)
+    tex = render_table(t, spec)
+    lines = {ln.split(" & ")[0]: ln for ln in tex.splitlines() if " & " in ln}
+    # measured row: scaled and bold (best of the measured); reported rows: as written, 99.0 not bold
+    assert lines["g"] == r"g & \textbf{14.16 $\pm$ 0.14} & \textbf{22.65 $\pm$ 0.15} \\"
+    assert lines[r"I3D\_CE$^\ast$"] == r"I3D\_CE$^\ast$ & 16.48 & 46.39 $\pm$ 0.50 \\"
+    assert lines[r"X3D$^\ast$"] == r"X3D$^\ast$ & 99.00 & -- \\"
+    assert tex.index("\\midrule\nI3D") > tex.index("g & ")
+    assert "$^\\ast$reported: AK paper, Tab. 5; other, not measured here" in tex
+    # through a spec YAML, relative to it
+    (tmp_path / "cols.yaml").write_text("columns: [test/map]\nreported: reported.yaml\n")
+    assert load_spec(tmp_path / "cols.yaml").reported == rows
+    with pytest.raises(DataError, match="not columns: \\['test/map/head'\\]"):
+        render_table(t, TableSpec((Column("test/map"),), reported=rows))
+    for bad, msg in (("rows: [{label: a, values: {m: x}}]\n", r"rows\[0\].values.m: 'x' is not a number"),
+                     ("rows: [{label: a, values: {m: [1, 2, 3]}}]\n", r"rows\[0\].values.m: give a value or"),
+                     ("rows: [{values: {m: 1}}]\n", r"rows\[0\] needs a string `label`"),
+                     ("row: []\n", "a list `rows`")):
+        path.write_text(bad)
+        with pytest.raises(DataError, match=msg):
+            load_reported(path)
+    with pytest.raises(DataError, match="missing reported-rows file"):
+        load_reported(tmp_path / "nope.yaml")
+
+
 def test_pdflatex_compiles(tmp_path):
     require(shutil.which("pdflatex") is not None, "pdflatex missing (bash cluster/install_debian_deps.sh)")
     t = tidy({("g_1", "oag/action/top1"): (1.0, math.nan), ("g&2", "oag/action/top1"): (2.0, 0.5)},
              partial={"g&2": "5_9"})
-    tex = render_table(t, TableSpec((Column("oag/action/top1", "OAG % #"),), caption="50% of $ & _"))
+    tex = render_table(t, TableSpec((Column("oag/action/top1", "OAG % #"),), caption="50% of $ & _",
+                                    reported=(ReportedRow("paper_x", {"oag/action/top1": (3.0, 0.1)}, "a & b"),)))
     (tmp_path / "doc.tex").write_text(render_document([tex]))
     out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -34,6 +34,18 @@ class PipelineStep:
     gpus: bool = True                                # asks resources.gpus like the arrays; False = CPU only
 
 
+def lazy(target: str) -> Callable[..., Any]:
+    """`"package.module:function"` as a callable that imports its module on the first call: a family's
+    hooks are declared in its `__init__` without importing torch or pandas when the registry lists it."""
+    module, _, name = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = target
+    return call
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -45,6 +57,9 @@ class Family:
     aggregate: Callable[..., "Aggregated"]  # (runs, reference_group=None, expected_units=None) -> tables
     table: Callable[[], "TableSpec"]         # the default LaTeX table of the family's report
     plots: Callable[["Aggregated", Path], list[Path]] = lambda agg, out: []
+    # (aggregate, report folder, the table spec of the report: precision, reported rows) -> the family's
+    # other LaTeX tables (paper layouts), written beside table.tex
+    tables: Callable[["Aggregated", Path, "TableSpec"], list[Path]] = lambda agg, out, spec: []
     steps: tuple[PipelineStep, ...] = ()
     # (composed task config) -> problems with the inputs its job reads, each naming the config key and
     # the path; the launcher stops on any before it writes a sweep folder (docs/families.md)

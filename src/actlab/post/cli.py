@@ -41,6 +41,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--units", nargs="*", help="expected units, e.g. user ids (default: every unit with a run)")
     p.add_argument("--columns", help="table spec YAML: columns, rows, precision, scale, caption")
     p.add_argument("--precision", type=int)
+    p.add_argument("--reported", help="YAML of published rows shown under the measured ones "
+                                      "({source, rows: [{label, values: {metric: value}}]}; docs/postprocess.md)")
     p.add_argument("--out", help="output folder (default: <sweep>/report with --sweep, else tables)")
     return p
 

@@ -6,6 +6,10 @@ shown precision, by the direction the tidy table records for the metric (its `hi
 column, set by the family's aggregation): every cell tied with it at that precision is bold. An SE
 that does not exist (one unit) is shown as "--". Row labels of partial groups get a dagger and a
 note naming the missing / failed / mismatched units. Every label is escaped.
+
+Published numbers can sit under the measured rows: "reported" rows, read from a YAML file
+(`load_reported`), printed literally (already in the table's units, never scaled, never bold) below a
+rule, with their source in the notes.
 """
 from __future__ import annotations
 
@@ -37,6 +41,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ReportedRow:
+    """A published result shown literally: metric -> value (or (value, SE)) in the table's units."""
+    label: str
+    values: dict[str, float | tuple[float, float]]
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class TableSpec:
     columns: tuple[Column, ...]
     rows: dict[str, str] | None = None     # group -> label, in this order; None = every group
@@ -46,9 +58,52 @@ class TableSpec:
     label: str | None = None
     row_header: str = "Setting"
     units: str | None = None               # what the partial-group notes call the units ("users"); None = "units"
+    reported: tuple[ReportedRow, ...] = ()  # published rows under the measured ones (load_reported)
 
 
-_SPEC_KEYS = {"columns", "rows", "precision", "scale", "caption", "label", "row_header", "units"}
+_SPEC_KEYS = {"columns", "rows", "precision", "scale", "caption", "label", "row_header", "units", "reported"}
+
+
+def _number(path: Path, where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{path}: {where}: {value!r} is not a number")
+    return float(value)
+
+
+def load_reported(path: str | Path) -> tuple[ReportedRow, ...]:
+    """Reported rows from YAML: `{source: str, rows: [{label, values: {metric: v | [v, se]}, source}]}`;
+    a row's `source` defaults to the file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing reported-rows file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise DataError(f"{path}: reported rows are a mapping with a list `rows` (and an optional `source`)")
+    unknown = set(data) - {"source", "rows"}
+    if unknown:
+        raise DataError(f"{path}: unknown keys {sorted(unknown)}")
+    out = []
+    for i, row in enumerate(data["rows"]):
+        where = f"rows[{i}]"
+        if not isinstance(row, dict) or not isinstance(row.get("label"), str) or not isinstance(row.get("values"), dict):
+            raise DataError(f"{path}: {where} needs a string `label` and a mapping `values`")
+        bad = set(row) - {"label", "values", "source"}
+        if bad:
+            raise DataError(f"{path}: {where}: unknown keys {sorted(bad)}")
+        values: dict[str, float | tuple[float, float]] = {}
+        for metric, v in row["values"].items():
+            at = f"{where}.values.{metric}"
+            if isinstance(v, list):
+                if len(v) != 2:
+                    raise DataError(f"{path}: {at}: give a value or [value, SE], got {v!r}")
+                values[str(metric)] = (_number(path, at, v[0]), _number(path, at, v[1]))
+            else:
+                values[str(metric)] = _number(path, at, v)
+        out.append(ReportedRow(row["label"], values, row.get("source", data.get("source"))))
+    return tuple(out)
 
 
 def load_spec(path: str | Path | None = None, default: TableSpec | None = None, **overrides: Any) -> TableSpec:
@@ -72,6 +127,8 @@ def load_spec(path: str | Path | None = None, default: TableSpec | None = None, 
     if unknown:
         raise DataError(f"{path}: unknown keys {sorted(unknown)}")
     data |= {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(data.get("reported"), str):       # a path, relative to the spec file
+        data["reported"] = load_reported(path.parent / data["reported"])
     cols = data.pop("columns", None)
     if not cols:
         raise DataError(f"{path}: no columns")
@@ -147,11 +204,27 @@ def render_table(tidy: pd.DataFrame, spec: TableSpec) -> str:
                 ("unpaired (inputs differ from the reference's)", "mismatched_units")) if f[c]]
             notes.append(f"$^\\dagger${name}: partial, {', '.join(why)}")
         rows.append({"label": label, "cells": cells[g]})
+    reported = []
+    for r in spec.reported:
+        unknown = set(r.values) - {c.metric for c in spec.columns}
+        if unknown:
+            raise DataError(f"reported row {r.label!r} names metrics that are not columns: {sorted(unknown)}")
+        row_cells = []
+        for col in spec.columns:
+            v = r.values.get(col.metric)
+            mean, se = (v if isinstance(v, tuple) else (v, None)) if v is not None else (None, None)
+            row_cells.append("--" if mean is None else _fmt(mean, spec.precision)
+                             + ("" if se is None else f" $\\pm$ {_fmt(se, spec.precision)}"))
+        reported.append({"label": escape(r.label) + r"$^\ast$", "cells": row_cells})
+    sources = sorted({r.source for r in spec.reported if r.source})
+    if spec.reported:
+        notes.append(r"$^\ast$reported" + (f": {'; '.join(escape(s) for s in sources)}" if sources else "")
+                     + ", not measured here")
     headers = [escape(c.label or c.metric) + (" (upstream SE)" if c.se == "se_upstream" else "")
                for c in spec.columns]
     return _env().get_template("table.tex.j2").render(
         caption=escape(spec.caption) if spec.caption else None, label=spec.label, columns=headers,
-        rows=rows, notes=notes, row_header=escape(spec.row_header))
+        rows=rows, reported=reported, notes=notes, row_header=escape(spec.row_header))
 
 
 def render_document(tables: list[str]) -> str:

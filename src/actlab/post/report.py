@@ -1,8 +1,8 @@
 """One call from finished runs to the files a person reads: tidy tables, a LaTeX table, plots,
-whatever the family: its `aggregate`, `table()` and `plots` (actlab.family) do the family's part."""
+whatever the family: its `aggregate`, `table()`, `tables` and `plots` (actlab.family) do the family's part."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from actlab.atomic import atomic_write_text
@@ -61,12 +61,14 @@ class ReportPaths:
     table_tex: Path
     plots: list[Path]
     csv: Path
+    tables: list[Path] = field(default_factory=list)   # the family's other tables (Family.tables)
 
 
 def build_report(family: Family, runs: Runs, out_dir: str | Path, spec: TableSpec | None = None,
                  reference_group: str | None = None, expected_units: list[str] | None = None) -> ReportPaths:
     """Aggregate `runs` with the family's aggregation into `out_dir`: tidy CSV/Parquet tables,
-    table.tex (`spec`, default: the family's table) and the family's plots under plots/."""
+    table.tex (`spec`, default: the family's table), the family's other tables (given the same spec, so
+    reported rows and precision reach them) and its plots under plots/."""
     if not runs.rows:
         raise DataError("no completed runs to report on")
     agg = family.aggregate(runs, reference_group=reference_group, expected_units=expected_units)
@@ -76,11 +78,14 @@ def build_report(family: Family, runs: Runs, out_dir: str | Path, spec: TableSpe
     if spec.units is None:
         spec = replace(spec, units=f"{family.unit}s" if family.unit else "")   # seeds are named "seed <n>"
     tex = atomic_write_text(out / "table.tex", render_table(agg.tidy, spec))
-    return ReportPaths(tex, list(family.plots(agg, out / "plots")), tables["aggregate_csv"])
+    extra = list(family.tables(agg, out, spec))
+    return ReportPaths(tex, list(family.plots(agg, out / "plots")), tables["aggregate_csv"], extra)
 
 
 def print_report(paths: ReportPaths) -> None:
     print(f"LaTeX table: {paths.table_tex}")
+    for p in paths.tables:
+        print(f"LaTeX table: {p}")
     print(f"tidy CSV:    {paths.csv}")
     for p in paths.plots:
         print(f"plot:        {p}")

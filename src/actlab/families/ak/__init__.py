@@ -9,31 +9,7 @@ rows by loss and model (aggregate.py). Data formats and metric rules: docs/ak.md
 """
 from __future__ import annotations
 
-from actlab.family import Family, PipelineStep
-
-
-def _aggregate(runs, reference_group=None, expected_units=None):
-    from actlab.families.ak.aggregate import aggregate
-
-    return aggregate(runs, reference_group, expected_units)
-
-
-def _table():
-    from actlab.families.ak.aggregate import default_table
-
-    return default_table()
-
-
-def _plots(agg, out_dir):
-    from actlab.families.ak.aggregate import paper_table
-
-    return paper_table(agg, out_dir)
-
-
-def _check_inputs(cfg):
-    from actlab.families.ak.inputs import check_ak
-
-    return check_ak(cfg)
+from actlab.family import Family, PipelineStep, lazy
 
 
 def _generate_args(experiment, cfg) -> list[str]:
@@ -47,10 +23,10 @@ FAMILY = Family(
     job="actlab.families.ak.job:run",
     unit=None,
     units=None,
-    aggregate=_aggregate,
-    table=_table,
-    plots=_plots,
-    check_inputs=_check_inputs,
+    aggregate=lazy("actlab.families.ak.aggregate:aggregate"),
+    table=lazy("actlab.families.ak.aggregate:default_table"),
+    plots=lazy("actlab.families.ak.aggregate:paper_table"),
+    check_inputs=lazy("actlab.families.ak.inputs:check_ak"),
     steps=(PipelineStep("make_aktoy", "jobs/make_aktoy.py", args=_generate_args,
                         enabled=lambda cfg: bool(cfg.data.get("generate")), before=True, gpus=False),),
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from actlab.family import Family, PipelineStep
+from actlab.family import Family, PipelineStep, lazy
 
 
 def _users(cfg: DictConfig, repo: Path) -> list[str]:
@@ -25,30 +25,6 @@ def _users(cfg: DictConfig, repo: Path) -> list[str]:
     return experiment_users(spec, cfg.paths.splits)
 
 
-def _aggregate(runs, reference_group=None, expected_units=None):
-    from actlab.families.continual.aggregate import aggregate
-
-    return aggregate(runs, reference_group=reference_group, expected_units=expected_units)
-
-
-def _table():
-    from actlab.families.continual.aggregate import default_table
-
-    return default_table()
-
-
-def _plots(agg, out_dir):
-    from actlab.families.continual.plots import all_plots
-
-    return all_plots(agg, out_dir)
-
-
-def _check_inputs(cfg: DictConfig) -> list[str]:
-    from actlab.families.continual.inputs import check_continual
-
-    return check_continual(cfg)
-
-
 FAMILY = Family(
     name="continual",
     config_dir="continual",
@@ -56,10 +32,10 @@ FAMILY = Family(
     job="actlab.families.continual.engine.stream_job:run",
     unit="user",
     units=_users,
-    aggregate=_aggregate,
-    table=_table,
-    plots=_plots,
-    check_inputs=_check_inputs,
+    aggregate=lazy("actlab.families.continual.aggregate:aggregate"),
+    table=lazy("actlab.families.continual.aggregate:default_table"),
+    plots=lazy("actlab.families.continual.plots:all_plots"),
+    check_inputs=lazy("actlab.families.continual.inputs:check_continual"),
     steps=(
         PipelineStep("pretrain", "jobs/pretrain.py", args=lambda experiment, cfg: [],
                      enabled=lambda cfg: bool(cfg.get("pretrain")), before=True),

@@ -13,35 +13,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from actlab.family import Family, PipelineStep
+from actlab.family import Family, PipelineStep, lazy
 
 
 def _units(cfg: DictConfig, repo) -> list[str]:
     return [str(p) for p in cfg.protocols]
-
-
-def _aggregate(runs, reference_group=None, expected_units=None):
-    from actlab.families.hand.report import aggregate
-
-    return aggregate(runs, reference_group, expected_units)
-
-
-def _table():
-    from actlab.families.hand.report import table1
-
-    return table1()
-
-
-def _plots(agg, out_dir):
-    from actlab.families.hand.report import plots
-
-    return plots(agg, out_dir)
-
-
-def _check_inputs(cfg: DictConfig) -> list[str]:
-    from actlab.families.hand.inputs import check_hand
-
-    return check_hand(cfg)
 
 
 FAMILY = Family(
@@ -51,10 +27,10 @@ FAMILY = Family(
     job="actlab.families.hand.job:run",
     unit="protocol.name",
     units=_units,
-    aggregate=_aggregate,
-    table=_table,
-    plots=_plots,
-    check_inputs=_check_inputs,
+    aggregate=lazy("actlab.families.hand.report:aggregate"),
+    table=lazy("actlab.families.hand.report:table1"),
+    plots=lazy("actlab.families.hand.report:plots"),
+    check_inputs=lazy("actlab.families.hand.inputs:check_hand"),
     steps=(
         PipelineStep("prepare", "jobs/hand.py", args=lambda experiment, cfg: ["task=data", f"experiment={experiment}"],
                      before=True, gpus=False),

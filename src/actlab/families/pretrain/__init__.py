@@ -8,7 +8,7 @@ action) mean +- SE over seeds, and the validation curves per epoch.
 """
 from __future__ import annotations
 
-from actlab.family import Family
+from actlab.family import Family, lazy
 
 METRICS = ("val/action/top1", "val/verb/top1", "val/noun/top1")
 
@@ -34,18 +34,6 @@ def _table():
                              "mean and SE over seeds", row_header="Grid point")
 
 
-def _plots(agg, out_dir):
-    from actlab.families.pretrain.plots import validation_curves
-
-    return validation_curves(agg, out_dir)
-
-
-def _check_inputs(cfg):
-    from actlab.families.continual.inputs import check_pretrain
-
-    return check_pretrain(cfg)
-
-
 FAMILY = Family(
     name="pretrain",
     config_dir="continual",
@@ -55,6 +43,6 @@ FAMILY = Family(
     units=None,
     aggregate=_aggregate,
     table=_table,
-    plots=_plots,
-    check_inputs=_check_inputs,   # its data and the pretrain + train split files (before submission)
+    plots=lazy("actlab.families.pretrain.plots:validation_curves"),
+    check_inputs=lazy("actlab.families.continual.inputs:check_pretrain"),   # its data and the pretrain + train split files (before submission)
 )

@@ -12,35 +12,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from actlab.family import Family, PipelineStep
+from actlab.family import Family, PipelineStep, lazy
 
 
 def _units(cfg: DictConfig, repo: Path) -> list[str]:
     return [str(s) for s in cfg.splits]
-
-
-def _aggregate(runs, reference_group=None, expected_units=None):
-    from actlab.families.skel.report import aggregate
-
-    return aggregate(runs, reference_group=reference_group, expected_units=expected_units)
-
-
-def _table():
-    from actlab.families.skel.report import table1
-
-    return table1()
-
-
-def _plots(agg, out_dir):
-    from actlab.families.skel.report import extra_tables
-
-    return extra_tables(agg, out_dir)
-
-
-def _check_inputs(cfg: DictConfig) -> list[str]:
-    from actlab.families.skel.inputs import check_inputs
-
-    return check_inputs(cfg)
 
 
 def _generates(cfg: DictConfig) -> bool:
@@ -56,10 +32,10 @@ FAMILY = Family(
     job="actlab.families.skel.job:run",
     unit="split",
     units=_units,
-    aggregate=_aggregate,
-    table=_table,
-    plots=_plots,
-    check_inputs=_check_inputs,
+    aggregate=lazy("actlab.families.skel.report:aggregate"),
+    table=lazy("actlab.families.skel.report:table1"),
+    plots=lazy("actlab.families.skel.report:extra_tables"),
+    check_inputs=lazy("actlab.families.skel.inputs:check_inputs"),
     steps=(PipelineStep("ntutoy", "jobs/skel.py", args=lambda experiment, cfg: [f"experiment={experiment}",
                                                                               "prepare=true"],
                         enabled=_generates, before=True, gpus=False),),

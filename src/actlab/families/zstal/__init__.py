@@ -13,35 +13,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from actlab.family import Family, PipelineStep
+from actlab.family import Family, PipelineStep, lazy
 
 
 def _units(cfg: DictConfig, repo: Path) -> list[str]:
     return [str(i) for i in cfg.split_ids]
-
-
-def _aggregate(runs, reference_group=None, expected_units=None):
-    from actlab.families.zstal.report import aggregate
-
-    return aggregate(runs, reference_group, expected_units)
-
-
-def _table():
-    from actlab.families.zstal.report import default_table
-
-    return default_table()
-
-
-def _plots(agg, out_dir):
-    from actlab.families.zstal.report import paper_tables
-
-    return paper_tables(agg, out_dir)
-
-
-def _check_inputs(cfg: DictConfig) -> list[str]:
-    from actlab.families.zstal.inputs import check_inputs
-
-    return check_inputs(cfg)
 
 
 FAMILY = Family(
@@ -51,10 +27,10 @@ FAMILY = Family(
     job="actlab.families.zstal.job:run",
     unit="split_id",
     units=_units,
-    aggregate=_aggregate,
-    table=_table,
-    plots=_plots,                 # the paper layout (paper_table.tex), beside the default table
-    check_inputs=_check_inputs,
+    aggregate=lazy("actlab.families.zstal.report:aggregate"),
+    table=lazy("actlab.families.zstal.report:default_table"),
+    plots=lazy("actlab.families.zstal.report:paper_tables"),                 # the paper layout (paper_table.tex), beside the default table
+    check_inputs=lazy("actlab.families.zstal.inputs:check_inputs"),
     steps=(PipelineStep("zstaltoy", "jobs/make_zstaltoy.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                         enabled=lambda cfg: bool(cfg.get("toy_data")), before=True, gpus=False),),
 )
