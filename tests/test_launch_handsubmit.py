@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_launch_slurm import _project, data_overrides, hydra_list, slurm  # noqa: F401 (fixtures)
+from test_launch_slurm import _project, data_overrides, hydra_list, slurm, slurm_diagnostics  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def _wait_job(job_id: str, env: dict, n: int, timeout: float = 420) -> list[str]
             if len(states) == n and all(s in FINAL for s in states):
                 return states
         time.sleep(2)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s\n{slurm_diagnostics(env, job_id)}")
 
 
 def _check_runs(tmp: Path, manifest: dict, rows: list[int]) -> None:

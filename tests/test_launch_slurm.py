@@ -73,7 +73,37 @@ def slurm():
     again = subprocess.run(["bash", str(REPO / "cluster/local_slurm/start.sh")], env=env,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "started" not in again.stderr, again.stderr   # idempotent
-    return {"SLURM_CONF": str(SLURM_CONF)}
+    slurm_env = {"SLURM_CONF": str(SLURM_CONF)}
+    _empty_queue(os.environ | slurm_env)
+    return slurm_env
+
+
+def _empty_queue(env: dict, timeout: float = 120) -> None:
+    """This test cluster is the tests' own: a job still queued (an earlier module's, or one restored from
+    the state folder of an interrupted run) would hold the node's CPUs, so it is cancelled, named."""
+    def queued() -> str:
+        return subprocess.run(["squeue", "-h", "-o", "%i %j %T %R"], env=env, capture_output=True, text=True).stdout
+    left = queued()
+    if not left.strip():
+        return
+    print(f"local Slurm: cancelling jobs left from earlier:\n{left}")
+    subprocess.run(["scancel", "--full", "--quiet", "--user", str(os.getuid())], env=env, check=True, timeout=60)
+    deadline = time.time() + timeout
+    while queued().strip():
+        assert time.time() < deadline, f"jobs still queued {timeout} s after scancel:\n{queued()}"
+        time.sleep(1)
+
+
+def slurm_diagnostics(env: dict, job: str | None = None) -> str:
+    """What Slurm says about the queue, the node and `job`, for a test that timed out waiting."""
+    cmds = [["squeue", "-o", "%i %j %T %M %R"], ["sinfo", "-N", "-o", "%N %T %C %E"]]
+    if job:
+        cmds.append(["sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State,Elapsed,Reason"])
+    out = []
+    for cmd in cmds:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+        out.append(f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
 
 
 @pytest.fixture
@@ -121,7 +151,9 @@ def _wait_done(sweep: Path, timeout: float = 420) -> list:
             if all(t.state not in {"pending", "running", "requeued", "missing"} for t in table):
                 return table
         time.sleep(2)
-    raise AssertionError(f"sweep {sweep} did not finish: {[(t.row, t.state) for t in sweep_status(sweep)]}")
+    env = os.environ | {"SLURM_CONF": str(SLURM_CONF)}
+    raise AssertionError(f"sweep {sweep} did not finish: {[(t.row, t.state) for t in sweep_status(sweep)]}\n"
+                         + slurm_diagnostics(env))
 
 
 def _uninterrupted(sweep: Path, row: int, results: Path) -> Path:
