@@ -163,7 +163,7 @@ def ranks_from_env(env: dict[str, str] | None = None) -> Ranks:
 def init_distributed(device: str = "auto", env: dict[str, str] | None = None) -> Ranks:
     """Join the process group when several ranks were started (NCCL on GPUs, gloo on CPUs).
 
-    Under srun the rendezvous is the first node of the job on a port derived from the job id
+    Under srun the rendezvous is the first node of the job (its NodeAddr) on a port derived from the job id
     (MASTER_ADDR / MASTER_PORT, unless already set); torchrun sets them itself."""
     import torch.distributed as dist
 
@@ -185,10 +185,18 @@ def init_distributed(device: str = "auto", env: dict[str, str] | None = None) ->
 
 
 def _first_host(nodelist: str) -> str:
+    """The address of the job's first node: its NodeAddr (what Slurm itself connects to; a NodeName
+    need not resolve, e.g. the local test cluster's `localnode`), else the name."""
     import subprocess
 
     out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
-    return out.stdout.split()[0]
+    first = out.stdout.split()[0]
+    node = subprocess.run(["scontrol", "show", "node", "-o", first], capture_output=True, text=True)
+    for field in node.stdout.split():
+        key, _, value = field.partition("=")
+        if key == "NodeAddr" and value:
+            return value
+    return first
 
 
 # -- one call per job -------------------------------------------------------------------------

@@ -64,6 +64,9 @@ class Family:
     # (composed task config) -> problems with the inputs its job reads, each naming the config key and
     # the path; the launcher stops on any before it writes a sweep folder (docs/families.md)
     check_inputs: Callable[[DictConfig], list[str]] = lambda cfg: []
+    # its job runs as several ranks (resources.tasks_per_node / nodes, launch/ranks.py): rank 0 alone
+    # writes the run folder, the others train on their shards (docs/gpu.md)
+    distributed: bool = False
 
     def job_function(self) -> Callable[[DictConfig], Any]:
         module, _, name = self.job.partition(":")

@@ -5,6 +5,7 @@ code look the same as under Slurm) and, when there are GPUs, CUDA_VISIBLE_DEVICE
 (shared by `resources.streams_per_gpu` processes at once; each gets resources.cpus // k threads,
 `ACTLAB_CPUS_PER_STREAM`).
 A task that stopped on request (exit code REQUEUE_EXIT_CODE) is started again and resumes.
+`resources.tasks_per_node: r` starts a task's r ranks with torchrun (launch/ranks.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from actlab.identity import submit_timestamp
 from actlab.launch import manifest as mf
+from actlab.launch.ranks import nodes, tasks_per_node
 from actlab.launch.streams import cpus_per_stream, streams_per_gpu
 
 from actlab.preemption import REQUEUE_EXIT_CODE
@@ -37,8 +39,14 @@ def visible_gpus() -> list[str]:
 def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, int]:
     """Run `rows`, blocking; returns row -> exit code. Logs: logs/local-<id>_<row>.out."""
     resources = manifest.resources
-    per_gpu = streams_per_gpu(resources)
+    per_gpu, ranks = streams_per_gpu(resources), tasks_per_node(resources)
+    if nodes(resources) > 1:
+        raise ValueError(f"resources.nodes={nodes(resources)}: the local executor runs on this machine only")
     gpus = visible_gpus() if int(resources.get("gpus") or 0) else []
+    if gpus and ranks > 1:      # a data-parallel task holds one GPU per rank
+        if len(gpus) < ranks:
+            raise ValueError(f"resources.tasks_per_node={ranks} ranks, but this machine shows {len(gpus)} GPU(s)")
+        gpus = [",".join(gpus[i:i + ranks]) for i in range(0, len(gpus) - ranks + 1, ranks)]
     width = max(1, int(resources.get("array_parallelism") or 1))
     if gpus:
         width = min(width, len(gpus) * per_gpu)   # streams_per_gpu processes per GPU
@@ -51,6 +59,11 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
     logs.mkdir(parents=True, exist_ok=True)
     python = manifest.cluster.get("python") or sys.executable
     max_restarts = int(resources.get("max_requeues", 3))
+    # several ranks of one data-parallel run: torchrun starts them (RANK, WORLD_SIZE, a local rendezvous);
+    # a rank stopped on request makes torchrun fail, so locally such a task ends failed and
+    # `make resubmit` resumes it from its checkpoint
+    launcher = ([python, "-u", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+                if ranks > 1 else [python, "-u"])
 
     started, finished, lock = time.monotonic(), [0], threading.Lock()
 
@@ -76,7 +89,7 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
             for restart in range(max_restarts + 1):
                 env["SLURM_RESTART_COUNT"] = str(restart)
                 with open(logs / f"{job_id}_{row}.out", "a") as log:
-                    rc = subprocess.run([python, "-u", "-m", "actlab.launch.task", str(sweep / mf.MANIFEST),
+                    rc = subprocess.run([*launcher, "-m", "actlab.launch.task", str(sweep / mf.MANIFEST),
                                          "--row", str(row)], env=env, stdout=log, stderr=subprocess.STDOUT,
                                         cwd=sweep).returncode
                 if rc != REQUEUE_EXIT_CODE:

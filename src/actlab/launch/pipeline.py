@@ -104,8 +104,8 @@ def _write(pipe: Pipeline) -> None:
 
 
 def _submit_step(sweep: Path, manifest: mf.Manifest, step: Step, dependency: str | None) -> Step:
-    # a step is one process with the whole allocation, never k streams sharing it
-    resources = manifest.resources | {"streams_per_gpu": 1}
+    # a step is one process with the whole allocation, never k streams or r ranks sharing it
+    resources = manifest.resources | {"streams_per_gpu": 1, "tasks_per_node": 1, "nodes": 1}
     if not step.gpus:
         resources |= {"gpus": 0, "cpus": 1}
     params = slurm_parameters(manifest.cluster, resources, sweep, f"actlab-{manifest.experiment}-{step.name}")

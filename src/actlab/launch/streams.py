@@ -16,8 +16,9 @@ def streams_per_gpu(resources: dict[str, Any]) -> int:
 
 
 def cpus_per_stream(cpus: int, resources: dict[str, Any]) -> int:
-    """Torch threads and DataLoader workers of one stream: the task's CPUs split among its k streams."""
-    return max(1, int(cpus) // streams_per_gpu(resources))
+    """Torch threads and DataLoader workers of one process: the node's CPUs split among its k streams
+    (or among its ranks, resources.tasks_per_node; launch/ranks.py refuses both at once)."""
+    return max(1, int(cpus) // (streams_per_gpu(resources) * int(resources.get("tasks_per_node") or 1)))
 
 
 def check_streams_fit(cluster: dict[str, Any], resources: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ A chunk of one task is a plain job (submitit makes no array of one), recorded as
 recorded as `tasks` in jobs.json): `task.run_rows` runs them as k processes at once on the task's
 GPU. `check_streams_fit` refuses, before anything is written, a k whose memory estimate
 (k x resources.gpu_mem_per_stream_gb) exceeds cluster.gpu_memory_gb.
+`resources.tasks_per_node` / `nodes` make a task several ranks of one data-parallel run (launch/ranks.py).
 `make grid` and `make run` go through actlab.launch.pipeline, which adds the family's steps and the
 aggregation as dependent jobs.
 The pre-timeout signal: submitit runs the task under `srun`, and Slurm delivers a plain
@@ -34,6 +35,7 @@ from actlab.identity import code_version, submit_timestamp
 from actlab.launch import manifest as mf
 from actlab.launch.grid import parse_task_overrides
 from actlab.launch.preflight import checked_grid
+from actlab.launch.ranks import check_ranks, nodes, tasks_per_node
 from actlab.launch.reference import attach_shared_runs
 from actlab.launch.streams import check_streams_fit, cpus_per_stream, streams_per_gpu
 
@@ -59,6 +61,7 @@ def prepare(experiment: str, cluster: dict[str, Any], resources: dict[str, Any],
     check_streams_fit(cluster, resources)
     configs = Path(configs or repo / "configs").resolve()
     family = families.for_experiment(experiment, configs)
+    check_ranks(family, resources)
     parsed = parse_task_overrides(task_overrides)
     if cluster.get("paths") and not {"paths", "+paths"} & set(parsed):   # the cluster's paths profile
         parsed = {"paths": str(cluster["paths"])} | parsed
@@ -159,11 +162,15 @@ def slurm_parameters(cluster: dict[str, Any], resources: dict[str, Any], sweep: 
     if gpus:
         extra["gres"] = str(cluster["gres"]).format(gpus=gpus)
     extra.update(cluster.get("sbatch") or {})
+    ranks = tasks_per_node(resources)
     params: dict[str, Any] = dict(
-        job_name=job_name, cpus_per_task=int(resources["cpus"]), mem=f"{int(resources['mem_gb'])}G",
+        job_name=job_name, cpus_per_task=per_stream if ranks > 1 else int(resources["cpus"]),
+        mem=f"{int(resources['mem_gb'])}G",
         time=int(resources["time_min"]), array_parallelism=int(resources["array_parallelism"]),
         signal_delay_s=int(resources["signal_grace_s"]), setup=setup, use_srun=True,
         additional_parameters=extra)
+    if ranks > 1 or nodes(resources) > 1:     # DDP: srun starts the ranks, each with its share of the node
+        params |= {"nodes": nodes(resources), "ntasks_per_node": ranks}
     for key in ("partition", "account", "qos"):
         value = partition if key == "partition" else cluster.get(key)
         if value:

@@ -15,6 +15,9 @@ USR2 (or a SIGTERM Slurm is not acting on), so the task requeues itself; anythin
 after `scontrol requeue`, `scancel`, a time limit or a preemption) means Slurm is already ending
 the job and decides what comes next: requeuing it again would resurrect a cancelled task.
 
+Several ranks (`resources.tasks_per_node`, `nodes`; launch/ranks.py): srun runs this on every rank;
+the job decides who writes, and only rank 0 asks for the requeue.
+
 Several streams per GPU (`resources.streams_per_gpu: k`): a task of k rows (`run_rows`) starts one
 process per row (`--row I --stream`) at once, each with its own run folder, checkpoint and log
 (`logs/<job>_row<I>.out`), and `ACTLAB_CPUS_PER_STREAM` = `OMP_NUM_THREADS` = SLURM_CPUS_PER_TASK // k
@@ -37,6 +40,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from actlab import families
+from actlab.device import ranks_from_env
 from actlab.slurm import job_states
 
 from actlab.launch.grid import compose_task
@@ -109,6 +113,10 @@ def run_row(manifest_path: str | Path, index: int, requeue: bool = True) -> str:
     try:
         return str(families.get(manifest.family).job_function()(cfg))
     except preemption.Preempted as stop:
+        rank = ranks_from_env().rank
+        if rank > 0:    # one rank of a data-parallel task: rank 0 checkpointed and decides about the requeue
+            print(f"actlab task: rank {rank} stopped with rank 0 ({stop})", flush=True)
+            return "stopped"
         if not requeue:
             print(f"actlab task: {stop}", flush=True)
             raise

@@ -44,5 +44,6 @@ FAMILY = Family(
     aggregate=_aggregate,
     table=_table,
     plots=lazy("actlab.families.pretrain.plots:validation_curves"),
-    check_inputs=lazy("actlab.families.continual.inputs:check_pretrain"),   # its data and the pretrain + train split files (before submission)
+    check_inputs=lazy("actlab.families.continual.inputs:check_pretrain"),
+    distributed=True,             # job.py: rank 0 holds the run folder, the others follow   # its data and the pretrain + train split files (before submission)
 )
