@@ -128,3 +128,32 @@ def test_aktoy_is_deterministic(toy, tmp_path):
         assert (again / rel).read_bytes() == (toy / rel).read_bytes()
     pd.testing.assert_frame_equal(pd.read_excel(again / "annotation/df_action.xlsx"),
                                   pd.read_excel(toy / "annotation/df_action.xlsx"))
+
+
+def test_make_aktoy_writes_the_same_set_with_its_clip_in_a_forked_process(toy, tmp_path):
+    """jobs/make_aktoy.py (no torch loaded yet: the tiny CLIP is written by a forked process while
+    the clips are encoded) writes what generate() writes in-process; a regeneration (--force, over
+    a copy of the in-process set) replaces the clips folder and leaves no staging folder behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    import torch
+
+    from conftest import REPO
+
+    out = shutil.copytree(toy, tmp_path / "cli")
+    (out / "clip" / "ak_tiny.pt").unlink()
+    (out / "dataset" / "video" / "stale.mp4").write_bytes(b"")
+    proc = subprocess.run([sys.executable, "jobs/make_aktoy.py", "--out", str(out), "--scale", "0.05", "--force"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert aktoy.is_complete(out, 0, 0.05)
+    assert sorted(p.name for p in (out / "dataset").iterdir()) == ["video"]
+    videos = sorted(p.name for p in (toy / "dataset" / "video").iterdir())
+    assert sorted(p.name for p in (out / "dataset" / "video").iterdir()) == videos
+    assert all((out / "dataset" / "video" / v).read_bytes() == (toy / "dataset" / "video" / v).read_bytes()
+               for v in videos)
+    a = torch.load(out / "clip" / "ak_tiny.pt", weights_only=True)
+    b = torch.load(toy / "clip" / "ak_tiny.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -28,4 +28,4 @@ def test_make_run_aktoy_main_capped(tmp_path):
     mean = tidy[tidy.stat == "mean"].pivot(index="label", columns="metric", values="value")
     assert len(mean) == 4
     assert mean["test/map_random"].nunique() == 1 and (mean["test/map"] > 0).all()    # one test split, scored
-    assert (tmp_path / "sweeps").exists() and "plots/table_paper.tex" in proc.stdout
+    assert (tmp_path / "sweeps").exists() and "/table_paper.tex" in proc.stdout

@@ -140,9 +140,9 @@ def test_test_predictions_and_feature_cache_run_on_the_models_device(clip, fake_
                         lambda m: CUDA if getattr(next(m.parameters()), "placed", None) else torch.device("cpu"))
     real_view = ak_job.center_view
 
-    def checked_view(frames, spec):
+    def checked_view(frames, spec, view=0):
         check(model, [frames])
-        return real_view(frames, spec)
+        return real_view(frames, spec, view)
 
     monkeypatch.setattr(ak_job, "center_view", checked_view)
     model.to(CUDA)

@@ -5,7 +5,9 @@ video embedding (clip_proj, clip_vision, clip_temporal).
 Job: `job.py` (jobs/ak_train.py), on the shared resumable loop; no unit, the seeds are the
 replicates. Preparation step of the `aktoy_*` experiments: jobs/make_aktoy.py (the embedded set
 and its tiny CLIP). Report: Overall / Head / Middle / Tail mAP in percent, mean +- SE over seeds,
-rows by loss and model (aggregate.py). Data formats and metric rules: docs/ak.md.
+rows by loss and model (aggregate.py), and table_paper.tex in the paper's order (the `tables`
+hook, with the report's reported rows, e.g. configs/ak/reported/ak_paper.yaml). Data formats and
+metric rules: docs/ak.md.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ FAMILY = Family(
     units=None,
     aggregate=lazy("actlab.families.ak.aggregate:aggregate"),
     table=lazy("actlab.families.ak.aggregate:default_table"),
-    plots=lazy("actlab.families.ak.aggregate:paper_table"),
+    tables=lazy("actlab.families.ak.aggregate:paper_table"),
     check_inputs=lazy("actlab.families.ak.inputs:check_ak"),
     steps=(PipelineStep("make_aktoy", "jobs/make_aktoy.py", args=_generate_args,
                         enabled=lambda cfg: bool(cfg.data.get("generate")), before=True, gpus=False),),

@@ -60,10 +60,14 @@ def default_table() -> TableSpec:
                              "SE over seeds; Random: uniform random scores on the same test split")
 
 
-def paper_table(agg: Aggregated, out_dir: Path) -> list[Path]:
-    """table_paper.tex: the rows in the paper's order (Baseline, Focal, LDAM-DRW, EQL; by model)."""
+def paper_table(agg: Aggregated, out_dir: Path, spec: TableSpec | None = None) -> list[Path]:
+    """table_paper.tex: the rows in the paper's order (Baseline, Focal, LDAM-DRW, EQL; by model),
+    with the report's reported rows (e.g. configs/ak/reported/ak_paper.yaml via
+    `postprocess/to_latex.py --reported`) and precision."""
     rows = dict(zip(agg.tables["paper_order"]["group"], agg.tables["paper_order"]["label"]))
     if not rows:
         return []
-    spec = dataclasses.replace(default_table(), rows=rows, units="")
+    given = spec if spec is not None else default_table()
+    spec = dataclasses.replace(default_table(), rows=rows, units="", reported=given.reported,
+                               precision=given.precision)
     return [atomic_write_text(Path(out_dir) / "table_paper.tex", render_table(agg.tidy, spec))]

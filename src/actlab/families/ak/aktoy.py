@@ -12,8 +12,14 @@ load from its path, as they load real CLIP weights on the cluster.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import av
@@ -100,29 +106,29 @@ def render(labels: list[int], rng: np.random.Generator) -> np.ndarray:
         for t in range(FRAMES):
             d = int(round(16 * math.sin(phase + 2 * math.pi * t / FRAMES)))
             y, x = (y0, x0 + d) if motion == 0 else (y0 + d, x0) if motion == 1 else (y0, x0)
-            y, x = int(np.clip(y, _R, SIZE - _R - 1)), int(np.clip(x, _R, SIZE - _R - 1))
+            y, x = min(max(int(y), _R), SIZE - _R - 1), min(max(int(x), _R), SIZE - _R - 1)
             patch = frames[t, y - _R:y + _R + 1, x - _R:x + _R + 1]
             patch[SHAPES[shape]] = PALETTE[colour]
     return frames
 
 
-def encode_mp4(path: Path, frames: np.ndarray) -> None:
-    """mpeg4 at a generous bit rate: byte-stable for the same frames (libx264 is not) and 2.5x
-    faster to encode here, which keeps generation under a minute on 2 cores."""
-    def write(tmp: Path) -> None:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("mpeg4", rate=FPS)
-            stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
-            stream.codec_context.thread_count = 1
-            stream.bit_rate = 400_000
-            for i, img in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts = i
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
+def encode_mp4(frames: np.ndarray) -> bytes:
+    """mpeg4 at a generous bit rate, in memory: byte-stable for the same frames (libx264 is not)
+    and 2.5x faster to encode here."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.bit_rate = 400_000
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
                 container.mux(packet)
-    atomic_write(path, write)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
 
 
 def frame_list(videos: list[str], labels: list[list[int]], offset: int) -> str:
@@ -159,8 +165,22 @@ def write_clip_model(out: Path, seed: int) -> tuple[Path, Path]:
     return config, weights
 
 
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def generate(out: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     out = Path(out)
+    (out / DONE).unlink(missing_ok=True)              # complete again only when this run finishes
+    for stale in (out / "dataset").glob(".video.*"):   # staging folders of an interrupted run
+        shutil.rmtree(stale, ignore_errors=True)
     rng = np.random.default_rng(seed)
     table = actions(rng)
     counts = table["count"].to_numpy(np.float64)
@@ -172,18 +192,64 @@ def generate(out: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
     n_train, n_test = max(40, round(1200 * scale)), max(20, round(400 * scale))
     splits = {"train": sample_labels(rng, n_train, weights), "val": sample_labels(rng, n_test, test_weights)}
     (out / "annotation").mkdir(parents=True, exist_ok=True)
+    clip_writer = _start_clip_writer(out / "clip", seed)
+    try:
+        _write_rest(out, table, splits, rng)
+    except BaseException:
+        if clip_writer is not None:
+            clip_writer.terminate()
+            clip_writer.join()
+        raise
+    if clip_writer is None:
+        write_clip_model(out / "clip", seed)
+    else:
+        clip_writer.join()
+        if clip_writer.exitcode != 0:
+            raise RuntimeError(f"{out / 'clip'}: writing the tiny CLIP failed (exit code {clip_writer.exitcode}; "
+                               f"see above)")
+    atomic_write_text(out / DONE, json.dumps({"version": VERSION, "seed": seed, "scale": scale, "train": n_train,
+                                                 "test": n_test}) + "\n")
+    return out
+
+
+def _start_clip_writer(folder: Path, seed: int):
+    """`write_clip_model` in a forked process, which imports open_clip (torch, torchvision: as long
+    as rendering and encoding every clip) while this one renders on the other core; None (write
+    it here afterwards) when torch is loaded already: a fork of a process that has run OpenMP
+    threads may hang in them."""
+    if "torch" in sys.modules:
+        return None
+    writer = multiprocessing.get_context("fork").Process(target=write_clip_model, args=(folder, seed),
+                                                         name="aktoy-clip")
+    writer.start()
+    return writer
+
+
+def _write_rest(out: Path, table: pd.DataFrame, splits: dict[str, list[list[int]]], rng: np.random.Generator) -> None:
+    """The clips, the frame lists, df_action.xlsx and AR_metadata.xlsx."""
+    # The clips go into a staging folder, written plainly (1,600 fsyncs cost more than encoding
+    # them), that replaces dataset/video in one rename: a reader sees the old folder or the
+    # complete new one, and DONE (written last, synced) says the set is complete.
     video_dir = out / "dataset" / "video"
-    video_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".video.", dir=_mkdir(out / "dataset")))
     rows, offset = [], 0
     for split, labels in splits.items():
         videos = [f"AKT{split[0].upper()}{i:05d}" for i in range(len(labels))]
         for video, ls in zip(videos, labels):
-            encode_mp4(video_dir / f"{video}.mp4", render(ls, rng))
+            (staging / f"{video}.mp4").write_bytes(encode_mp4(render(ls, rng)))
             rows.append({"video_id": video, "type": "train" if split == "train" else "test",
                          "labels": ",".join(map(str, ls)),
                          "list_animal_action": "; ".join(table["action"].iloc[c] for c in ls)})
         atomic_write_text(out / "annotation" / f"{split}.csv", frame_list(videos, labels, offset))
         offset += len(videos)
+    os.chmod(staging, 0o777 & ~_umask())
+    if video_dir.exists():
+        old = video_dir.with_name(f".video.old.{os.getpid()}")
+        os.replace(video_dir, old)
+        os.replace(staging, video_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, video_dir)
 
     def xlsx(path: Path, sheets: dict[str, pd.DataFrame]) -> None:
         def write(tmp: Path) -> None:
@@ -199,10 +265,6 @@ def generate(out: str | Path, seed: int = 0, scale: float = 1.0) -> Path:
         "AR": pd.DataFrame(rows).reset_index(names="S/N").assign(**{"S/N": lambda d: d["S/N"] + 1}),
         "Action": pd.DataFrame({"Label": table["index"], "Category": table["action_category"],
                                 "Action": table["action"], "Description": description})})
-    write_clip_model(out / "clip", seed)
-    atomic_write_text(out / DONE, json.dumps({"version": VERSION, "seed": seed, "scale": scale, "train": n_train,
-                                                 "test": n_test}) + "\n")
-    return out
 
 
 def is_complete(root: str | Path, seed: int, scale: float) -> bool:

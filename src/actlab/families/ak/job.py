@@ -3,7 +3,9 @@
 identity -> results folder (completed = no-op) -> data (the annotation files read are the run's
 inputs, SHA-256, with the CLIP weights) -> model -> epochs on the shared resumable loop (AdamW,
 per-step warmup-cosine, checkpoints at step boundaries; SIGUSR2/SIGTERM -> checkpoint -> requeue
--> the same summary) -> test on the whole test split (the last epoch: no model selection on it)
+-> the same summary; the batch size per epoch from `train.batch_schedule`, batches.py) -> test on
+the whole test split, max over `test.views` views (the last epoch: no model selection on it; or,
+with `val_fraction`, the epoch with the best mAP on a held-out part of train, selection.py)
 -> summary.json, test_scores.npz, per-class AP, final_model.pt, status.json last.
 """
 from __future__ import annotations
@@ -25,9 +27,11 @@ from actlab.device import loop_options
 from actlab import device as compute, preemption
 from actlab.atomic import atomic_write_text
 from actlab.families.ak import data as ak_data
+from actlab.families.ak.batches import Phase, StepClock, batch_sizes, epoch_steps, fit_phases, phase_seed, phases_of
 from actlab.families.ak.metrics import mean_average_precision, random_map
 from actlab.families.ak.model import build_classifier, load_clip, prompts, text_embeddings
 from actlab.families.ak.schedule import warmup_cosine
+from actlab.families.ak.selection import BestEpoch, split_validation, validation_seed
 from actlab.families.ak.video import ClipDataset, VideoSpec, augment, center_view
 from actlab.job import RunSession, file_sha256
 from actlab.results import layout
@@ -50,9 +54,10 @@ def plain(node: Any) -> dict:
 
 
 class FeatureDataset(Dataset):
-    """Frozen per-frame features of a clip data set's test view, computed once ([T, F] per item):
-    training without augmentation does not need to decode or run the frozen trunk again. The trunk
-    runs on the model's device; the features are kept on the CPU (the loop moves each batch)."""
+    """Frozen per-frame features of every test view of a clip data set, computed once ([V, T, F] per
+    item; V = the clips' views, 1 for a training set): training without augmentation, and testing,
+    need not decode or run the frozen trunk again. The trunk runs on the model's device; the
+    features are kept on the CPU (the loop moves each batch)."""
 
     def __init__(self, clips: ClipDataset, model: nn.Module, batch_size: int) -> None:
         self.labels = clips.labels
@@ -60,9 +65,14 @@ class FeatureDataset(Dataset):
         feats = []
         with torch.no_grad():
             for batch in DataLoader(clips, batch_size=batch_size, shuffle=False, **compute.loader_options(device, 0)):
-                video = center_view(compute.to_device(batch["frames"], device), clips.spec)
-                b, t = video.shape[:2]
-                feats.append(model.encoder.frame_features(video.reshape(b * t, *video.shape[2:])).reshape(b, t, -1))
+                frames = compute.to_device(batch["frames"], device)
+                per_view = []
+                for view in range(frames.shape[2]):
+                    video = center_view(frames, clips.spec, view)
+                    b, t = video.shape[:2]
+                    images = video.reshape(b * t, *video.shape[2:])
+                    per_view.append(model.encoder.frame_features(images).reshape(b, t, -1))
+                feats.append(torch.stack(per_view, dim=1))
         self.feats = torch.cat(feats).cpu()
 
     def __len__(self) -> int:
@@ -72,32 +82,33 @@ class FeatureDataset(Dataset):
         return {"feats": self.feats[i], "labels": torch.from_numpy(self.labels[i].astype(np.float32)), "index": i}
 
 
-def cosines(model, batch: dict[str, Any], spec: VideoSpec, generator: torch.Generator | None) -> torch.Tensor:
-    """The model's cosine similarities of a batch: cached features, or frames (augmented with
-    `generator` in training, the centre view otherwise)."""
+def cosines(model, batch: dict[str, Any], spec: VideoSpec, generator: torch.Generator | None,
+            view: int = 0) -> torch.Tensor:
+    """The model's cosine similarities of a batch: cached features of test view `view`, or frames
+    (augmented with `generator` in training, else test view `view`: frame `view` of each chunk)."""
     if "feats" in batch:
-        return model.from_features(batch["feats"])
-    video = augment(batch["frames"], spec, generator) if generator is not None else center_view(batch["frames"], spec)
-    return model(video)
+        return model.from_features(batch["feats"][:, view])
+    if generator is not None:
+        return model(augment(batch["frames"], spec, generator))
+    return model(center_view(batch["frames"], spec, view))
+
+
+def views_of(batch: dict[str, Any]) -> int:
+    return int(batch["feats"].shape[1] if "feats" in batch else batch["frames"].shape[2])
 
 
 @torch.no_grad()
 def predict(model, dataset: Dataset, spec: VideoSpec, batch_size: int) -> np.ndarray:
-    """Logits [N, C] float32 of a data set, in its order (computed on the model's device)."""
+    """Logits [N, C] float32 of a data set, in its order (computed on the model's device): with k
+    test views per clip, the element-wise max of the k views' logits."""
     model.eval()
     device = compute.module_device(model)
-    out = [model.logits(cosines(model, compute.to_device(batch, device), spec, None)).float()
-           for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **compute.loader_options(device, 0))]
+    out = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, **compute.loader_options(device, 0)):
+        batch = compute.to_device(batch, device)
+        z = torch.stack([model.logits(cosines(model, batch, spec, None, v)).float() for v in range(views_of(batch))])
+        out.append(z.amax(dim=0))
     return torch.cat(out).cpu().numpy().astype(np.float32)
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, validation) indices: a seeded `fraction` of the training clips held out."""
-    if fraction <= 0:
-        return list(range(n)), []
-    order = np.random.default_rng([seed, 7]).permutation(n)
-    k = max(1, round(fraction * n))
-    return sorted(order[k:].tolist()), sorted(order[:k].tolist())
 
 
 def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str], state_dir: Path | None,
@@ -123,8 +134,15 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
     criterion = instantiate(loss_cfg, counts=table.count, epochs=int(cfg.epochs)).to(device)
 
     t0 = time.monotonic()
+    views = int(cfg.test.views)
+    train_idx, val_idx = split_validation(len(data.clips["train"]), float(cfg.val_fraction), int(cfg.seed))
     train_set = ClipDataset(data.clips["train"], data.labels["train"], data.video_dir, spec, train=bool(cfg.augment))
-    test_set = ClipDataset(data.clips["test"], data.labels["test"], data.video_dir, spec, train=False)
+    test_set = ClipDataset(data.clips["test"], data.labels["test"], data.video_dir, spec, train=False, views=views)
+    # the held-out part of train, seen as the test split is (its views); the training set's own
+    # items are that view already when there is no augmentation and one view
+    val_own = bool(val_idx) and (bool(cfg.augment) or views != 1)
+    val_set = (ClipDataset([data.clips["train"][i] for i in val_idx], data.labels["train"][val_idx], data.video_dir,
+                           spec, train=False, views=views) if val_own else None)
     if cfg.cache and cfg.data.get("decode_cache"):
         digest = ",".join(f"{k}={v}" for k, v in sorted(inputs.items()) if k != "clip_weights")
         train_set.fill_cache("decode train clips", cfg.data.decode_cache, digest)
@@ -134,42 +152,72 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
             raise ValueError("cache_features needs augment=false and a model with a frozen trunk (clip_proj, clip_temporal)")
         train_set = FeatureDataset(train_set, model, int(cfg.eval_batch_size))
         test_set = FeatureDataset(test_set, model, int(cfg.eval_batch_size))
-    elif cfg.cache and train_set.cache is None:
-        train_set.fill_cache("decode train clips")
-        test_set.fill_cache("decode test clips")
+        val_set = FeatureDataset(val_set, model, int(cfg.eval_batch_size)) if val_set is not None else None
+    elif cfg.cache:
+        for name, ds in (("train", train_set), ("test", test_set), ("validation", val_set)):
+            if ds is not None and ds.cache is None:
+                ds.fill_cache(f"decode {name} clips")
     prepare_seconds = time.monotonic() - t0
-    train_idx, val_idx = split_validation(len(train_set), float(cfg.val_fraction), int(cfg.seed))
     fit_set = Subset(train_set, train_idx) if val_idx else train_set
+    if val_idx and val_set is None:
+        val_set = Subset(train_set, val_idx)
+    best = BestEpoch(state_dir, None if cfg.get("patience") is None else int(cfg.patience)) if val_idx else None
 
+    tr = cfg.get("train") or {}
+    sizes = batch_sizes(str(tr.get("batch_schedule", "constant")), int(cfg.epochs), int(cfg.batch_size),
+                        int(tr.get("batch_start", 8)), int(tr.get("batch_max", 1024)), int(tr.get("batch_every", 1)))
+    clock = StepClock(epoch_steps(len(fit_set), sizes))
     holder: dict[str, Any] = {}
 
+    def make_optimizer(params):
+        # one optimizer and one schedule over all phases of the batch schedule (batches.py)
+        if "optimizer" not in holder:
+            holder["optimizer"] = instantiate(cfg.optimizer)(params)
+        return holder["optimizer"]
+
     def make_scheduler(optimizer, per_epoch: int, total: int):
-        warmup = min(total, int(round(float(cfg.warmup_epochs) * per_epoch)))
-        holder.update(per_epoch=per_epoch, total=total,
-                      scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total)))
+        if "scheduler" not in holder:
+            warmup = min(clock.total, clock.warmup(float(cfg.warmup_epochs)))
+            holder["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, clock.total))
         return holder["scheduler"]
+
+    def steps_done() -> int:
+        return holder["scheduler"].last_epoch
 
     def loss_fn(model, batch, generator):
         # the epoch from the scheduler's step count, which the loop checkpoints (DRW switches on it)
-        epoch = holder["scheduler"].last_epoch // holder["per_epoch"]
+        epoch = clock.epoch_of(steps_done())
         cos = cosines(model, batch, spec, generator if cfg.augment else None)
         return criterion(cos, batch["labels"], model, epoch, generator), {}
 
     def validate(model) -> dict[str, float]:
-        held = Subset(train_set, val_idx)
-        scores = predict(model, held, spec, int(cfg.eval_batch_size))
-        return {"val/map": mean_average_precision(data.labels["train"][val_idx], scores).metrics["map"]}
+        scores = predict(model, val_set, spec, int(cfg.eval_batch_size))
+        val_map = mean_average_precision(data.labels["train"][val_idx], scores).metrics["map"]
+        best.update(clock.epoch_of(steps_done()), val_map, model)    # called at the epoch's end
+        return {"val/map": val_map}
 
-    loop = LoopConfig(epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
-                      checkpoint_every=int(cfg.checkpoint_every or 0), num_workers=int(cfg.num_workers),
-                      max_minutes=None if cfg.get("max_minutes") is None else float(cfg.max_minutes), **options)
+    def should_stop() -> bool:
+        return preemption.requested() or (best is not None and best.should_stop(steps_done(), clock.end_of))
+
     start = time.monotonic()
-    result = fit(model, fit_set, config=loop, make_optimizer=instantiate(cfg.optimizer), make_scheduler=make_scheduler,
-                 loss_fn=loss_fn, evaluate=validate if val_idx else None, state_dir=state_dir, on_epoch=on_epoch)
-    if result.interrupted:
+    budget = None if cfg.get("max_minutes") is None else float(cfg.max_minutes)
+
+    def loop_for(phase: Phase) -> LoopConfig:
+        left = None if budget is None else max(0.0, budget - (time.monotonic() - start) / 60)
+        return LoopConfig(epochs=phase.epochs, batch_size=phase.batch_size, seed=phase_seed(int(cfg.seed), phase.index),
+                          checkpoint_every=int(cfg.checkpoint_every or 0), num_workers=int(cfg.num_workers),
+                          max_minutes=left, **options)
+
+    result = fit_phases(fit, phases_of(sizes), state_dir, loop_for, on_epoch, model=model, train_set=fit_set,
+                        make_optimizer=make_optimizer, make_scheduler=make_scheduler, loss_fn=loss_fn,
+                        evaluate=validate if val_idx else None, should_stop=should_stop)
+    stopped = best is not None and best.stop_epoch is not None and not preemption.requested()
+    if result.interrupted and not stopped:
         return {"interrupted": True}
-    if not result.stopped_early and holder["scheduler"].last_epoch != holder["total"]:
-        raise RuntimeError(f"the schedule planned {holder['total']} steps, the loop took {holder['scheduler'].last_epoch}")
+    if not (result.stopped_early or stopped) and steps_done() != clock.total:
+        raise RuntimeError(f"the schedule planned {clock.total} steps, the loop took {steps_done()}")
+    if best is not None:
+        model.load_state_dict(best.state)      # the epoch with the best validation mAP is the one tested
     train_seconds = time.monotonic() - start
     scores = predict(model, test_set, spec, int(cfg.eval_batch_size))
     segments = np.array(table.segment, dtype="U6")
@@ -179,15 +227,22 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
         "train/loss": float(result.history[-1]["train/loss"]), "test/map_random": chance["map"],
         "train/clips": float(len(fit_set)), "test/clips": float(len(test_set)), "val/clips": float(len(val_idx)),
         "epochs_done": float(result.epochs_done)}
-    if val_idx:
-        summary["val/map"] = float(result.history[-1]["val/map"])
+    validation = {"fraction": float(cfg.val_fraction), "clips": len(val_idx)}
+    if best is not None:
+        summary |= {"val/map": best.score, "val/best_epoch": float(best.epoch)}
+        validation |= {"seed": validation_seed(int(cfg.seed)), "best_epoch": best.epoch, "patience": best.patience,
+                       "stopped_after_epoch": best.stop_epoch,
+                       "held_out_video_ids": [data.clips["train"][i].video for i in val_idx]}
     per_class = pd.DataFrame({"index": np.arange(table.num_classes), "action": table.action, "segment": table.segment,
                               "count": table.count, "test_positives": data.labels["test"].sum(0).astype(int),
                               "ap": test.per_class})
     return {"summary": summary, "history": result.history, "model": model, "per_class": per_class,
             "scores": {"video_id": np.array([c.video for c in data.clips["test"]]),
                        "labels": data.labels["test"].astype(np.uint8), "scores": scores, "segment": segments},
-            "criterion": criterion, "seconds": {"prepare": prepare_seconds, "train": train_seconds}}
+            "criterion": criterion, "seconds": {"prepare": prepare_seconds, "train": train_seconds},
+            "validation": validation, "test_views": views,
+            "batches": {"schedule": str(tr.get("batch_schedule", "constant")), "batch_sizes": sizes,
+                        "steps": clock.total}}
 
 
 def run(cfg: DictConfig) -> Path:
@@ -212,7 +267,8 @@ def run(cfg: DictConfig) -> Path:
             # CSV for people (the store's artifact kinds have no CSV); Parquet as the typed artifact
             atomic_write_text(folder / f"{PER_CLASS}.csv", out["per_class"].to_csv(index=False))
             # timings and details stay out of summary.json, so a resumed run's summary is identical
-            record = ({"mismatched_clip_labels": data.mismatches, "seconds": out["seconds"]}
+            record = ({"mismatched_clip_labels": data.mismatches, "seconds": out["seconds"],
+                       "validation": out["validation"], "test_views": out["test_views"], "batches": out["batches"]}
                       | out["criterion"].describe())
             return active.finish(out["summary"], [
                 Artifact(SCORES, out["scores"]), Artifact(f"{PER_CLASS}.parquet", out["per_class"]),

@@ -4,7 +4,9 @@ normalisation.
 A training item holds K candidate frames per chunk ([T, K, H, W, 3] uint8, resized so the short
 side is `decode_size`); the random frame of each chunk, the random resized crop and the flip are
 drawn in the training step from the loop's checkpointed generator (`augment`), so a resumed run
-draws exactly what an uninterrupted one did. A test item holds each chunk's middle frame.
+draws exactly what an uninterrupted one did. A test item holds each chunk's middle frame, or with
+`views` = k > 1, k frames spread evenly inside each chunk ([T, k, h, w, 3]): view j is frame j of
+every chunk (`center_view(frames, spec, j)`), and the job takes the max of the k views' logits.
 """
 from __future__ import annotations
 
@@ -74,11 +76,15 @@ class VideoSpec:
 
 
 class ClipDataset(Dataset):
-    """Items {"frames": [T, K, h, w, 3] uint8, "labels": C float, "index": i}; K = 1 (middle) at test."""
+    """Items {"frames": [T, K, h, w, 3] uint8, "labels": C float, "index": i}: K = spec.candidates in
+    training, K = `views` at test (1: each chunk's middle frame; k: k frames spread inside each chunk)."""
 
     def __init__(self, clips: Sequence[Clip], labels: np.ndarray, video_dir: str | Path, spec: VideoSpec,
-                 train: bool) -> None:
+                 train: bool, views: int = 1) -> None:
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
         self.clips, self.labels, self.video_dir, self.spec, self.train = list(clips), labels, Path(video_dir), spec, train
+        self.views = views
         self.cache: list[Tensor] | None = None
 
     def __len__(self) -> int:
@@ -86,7 +92,7 @@ class ClipDataset(Dataset):
 
     def frames(self, i: int) -> Tensor:
         raw = decode(self.video_dir / f"{self.clips[i].video}.mp4")
-        k = self.spec.candidates if self.train else 1
+        k = self.spec.candidates if self.train else self.views
         pos = chunk_positions(len(raw), self.spec.frames, k)
         x = torch.from_numpy(raw[pos.reshape(-1)]).permute(0, 3, 1, 2).float()
         x = resize_short(x, self.spec.decode_size).round().clamp(0, 255).to(torch.uint8)
@@ -101,7 +107,9 @@ class ClipDataset(Dataset):
             self.cache = [self.frames(i) for i in tqdm(range(len(self)), desc=desc, leave=False)]
             return self
         key = hashlib.sha256(json.dumps({"videos": [c.video for c in self.clips], "spec": asdict(self.spec),
-                                         "train": self.train, "inputs": inputs}, sort_keys=True).encode()).hexdigest()
+                                         "train": self.train, "inputs": inputs}
+                                        | ({"views": self.views} if self.views != 1 and not self.train else {}),
+                                        sort_keys=True).encode()).hexdigest()
         path = Path(cache_dir) / f"clips_{key[:24]}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "w") as lock:
@@ -125,10 +133,11 @@ def normalise(x: Tensor) -> Tensor:
     return (x / 255.0 - mean) / std
 
 
-def center_view(frames: Tensor, spec: VideoSpec) -> Tensor:
-    """Test view: [B, T, 1, h, w, 3] uint8 -> [B, T, 3, S, S] normalised (resize + centre crop)."""
+def center_view(frames: Tensor, spec: VideoSpec, view: int = 0) -> Tensor:
+    """Test view `view`: [B, T, K, h, w, 3] uint8 -> frame `view` of each chunk, [B, T, 3, S, S]
+    normalised (resize + centre crop)."""
     b, t = frames.shape[:2]
-    x = frames[:, :, 0].permute(0, 1, 4, 2, 3).reshape(b * t, 3, *frames.shape[3:5]).float()
+    x = frames[:, :, view].permute(0, 1, 4, 2, 3).reshape(b * t, 3, *frames.shape[3:5]).float()
     x = resize_short(x, spec.image_size)
     h, w = x.shape[-2:]
     top, left = (h - spec.image_size) // 2, (w - spec.image_size) // 2
