@@ -117,6 +117,15 @@ def test_pipeline_plan_pretrains_first_and_runs_the_snapshot_scripts(tmp_path, d
         "reference_group": manifest.reference_group,
         "groups": sorted([manifest.rows[0].identity["group"], manifest.rows[1].identity["group"]])}  # frozen, finetune
     assert manifest.reference_group == manifest.rows[0].identity["group"]
+    # the decode-cache step decodes what the tasks read: it also gets their data.* overrides
+    cached = [*stream_task_overrides(data_cfg, egotoy_splits, pretrained, max_clips=7), "data.cache_prepare=true"]
+    sweep2, manifest2 = prepare("launch_pre", {"executor": "local"}, {"cpus": 1, "array_parallelism": 1},
+                                configs=tmp_path / "configs", sweeps_root=tmp_path / "sweeps2", task_overrides=cached)
+    steps = {s.name: s for s in plan(sweep2, manifest2, "python", cached).steps}
+    assert list(steps) == ["pretrain", "decode_cache", "transfer"]
+    assert "data.max_clips=7" in steps["decode_cache"].argv and "data.cache_prepare=true" in steps["decode_cache"].argv
+    assert "wandb.mode=disabled" not in steps["decode_cache"].argv        # other keys stay with the tasks
+    assert not any(a.startswith("data.") for a in steps["pretrain"].argv + steps["transfer"].argv)
 
 
 @pytest.mark.slow

@@ -32,6 +32,9 @@ class PipelineStep:
     enabled: Callable[[DictConfig], bool] = lambda cfg: True
     before: bool = False
     gpus: bool = True                                # asks resources.gpus like the arrays; False = CPU only
+    # the sweep's task overrides the step also gets, by key prefix (`paths.` concerns every job; a step
+    # that must see the data exactly as the tasks do, e.g. the decode cache, also takes `data.`)
+    overrides: tuple[str, ...] = ("paths.",)
 
 
 def lazy(target: str) -> Callable[..., Any]:

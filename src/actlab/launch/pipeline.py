@@ -88,11 +88,15 @@ def plan(sweep: Path, manifest: mf.Manifest, python: str, task_overrides: list[s
     code = mf.code_dir(sweep)
     base = compose_task(code / "configs" / manifest.config_dir, manifest.config_name, manifest.experiment,
                         manifest.task_overrides, manifest.literals)
-    # only `paths.*` concern every job; data/method overrides belong to the array tasks
-    paths_args = [o for o in task_overrides if o.lstrip("+").startswith("paths.")]
-    paths_args.append(f"paths.root={hydra_value(manifest.literals['paths.root'])}")
-    steps = [Step(s.name, [python, "-u", str(code / s.script), *s.args(manifest.experiment, base), *paths_args],
-                  before=s.before, gpus=s.gpus)
+    # a step gets the task overrides of the keys it declares (PipelineStep.overrides: `paths.` by
+    # default); method and grid overrides belong to the array tasks
+    root = f"paths.root={hydra_value(manifest.literals['paths.root'])}"
+
+    def args(step) -> list[str]:
+        return [*step.args(manifest.experiment, base),
+                *(o for o in task_overrides if o.lstrip("+").startswith(tuple(step.overrides))), root]
+
+    steps = [Step(s.name, [python, "-u", str(code / s.script), *args(s)], before=s.before, gpus=s.gpus)
              for s in family.steps if s.enabled(base)]
     aggregate = Step("aggregate", [python, "-u", str(code / "postprocess" / "to_latex.py"),
                                    "--sweep", str(sweep), "--out", str(sweep / REPORT)], gpus=False)

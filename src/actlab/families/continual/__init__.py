@@ -42,7 +42,7 @@ FAMILY = Family(
         # each user stream decoded once per sweep into data.cache_dir, read by every grid point (data/clip_store.py)
         PipelineStep("decode_cache", "jobs/decode_cache.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                      enabled=lambda cfg: bool(cfg.data.get("cache_prepare")) and bool(cfg.data.get("cache_dir")),
-                     before=True, gpus=False),
+                     before=True, gpus=False, overrides=("paths.", "data.")),   # the tasks' data settings
         PipelineStep("transfer", "jobs/transfer.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                      enabled=lambda cfg: str(cfg.get("transfer") or "none") != "none"),
     ),
