@@ -140,7 +140,7 @@ def bench_inference(record: Record) -> None:
             cfg = compose("zstal", ["experiment=zstaltoy_main", "data=zstaltoy_thumos", f"paths.zstaltoy={toy}"])
         prepared = prepare(cfg.data, 75, 0)
         clf, _ = classifier(cfg, prepared)
-        model = instantiate(cfg.model, in_dim=32)
+        model = instantiate(cfg.model, in_dim=int(prepared.test[0].feats.shape[1]))
         t0 = time.perf_counter()
         predict(model, prepared.test, clf, int(cfg.data.window.size))
         seconds = time.perf_counter() - t0

@@ -1,10 +1,11 @@
 """The zstal job on the embedded set (capped): files of §6, preemption -> resume to the identical
-summary; the family's input check and bluecrystal dry run; its tables compile."""
+summary; the family's input check and bluecrystal dry run; its tables, with reported rows, compile."""
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,12 @@ from hydra import compose, initialize_config_dir
 
 from conftest import require
 from actlab import preemption
+from actlab.errors import DataError
 from actlab.families.zstal import FAMILY
 from actlab.families.zstal import job as zjob
+from actlab.families.zstal.report import block_rows, reported_ratio
 from actlab.families.zstal.zstaltoy import generate
-from actlab.post.latex import render_document
-from actlab.post.report import build_report
-from actlab.post.sources import load
+from actlab.post.latex import ReportedRow, render_document
 
 REPO = Path(__file__).resolve().parents[1]
 CAP = ["data.max_videos=4", "data.epochs=2", "model.d_model=16", "model.heads=2", "model.ffn=32", "checkpoint_every=1"]
@@ -89,15 +90,48 @@ def test_job_files_and_preemption_resume_to_the_same_summary(toy, tmp_path, monk
     a, b = (torch.load(f / "final_model.pt", weights_only=True) for f in (whole, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    # the family's report on these runs: default and paper tables compile
+
+
+def test_to_latex_reported_rows_land_in_their_ratio_block_and_the_tables_compile(toy, tmp_path):
+    """Capped runs of both split ratios -> postprocess/to_latex.py --reported configs/zstal/reported/
+    zero_shot.yaml: table.tex holds every reported row, paper_table.tex each in its ratio's block
+    (tag dropped), split0_table.tex none; all three compile."""
+    for ratio in (75, 50):
+        zjob.run(job_cfg(toy, tmp_path / "results", f"split_ratio={ratio}", f"+overrides.split_ratio={ratio}",
+                         "data.epochs=1"))
+    reported = REPO / "configs" / "zstal" / "reported" / "zero_shot.yaml"
+    out = subprocess.run([sys.executable, "postprocess/to_latex.py", "--results", str(tmp_path / "results"),
+                          "--out", str(tmp_path / "report"), "--reported", str(reported)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = tmp_path / "report"
+    assert f"LaTeX table: {report / 'paper_table.tex'}" in out.stdout
+    table, paper, split0 = ((report / f).read_text() for f in ("table.tex", "paper_table.tex", "split0_table.tex"))
+    rows = lambda tex: [ln for ln in tex.splitlines() if "$^\\ast$ &" in ln]   # noqa: E731
+    assert [r.split(" & ")[0] for r in rows(table)] == [
+        "EffPrompt (75/25)$^\\ast$", "STALE (75/25)$^\\ast$", "EffPrompt (50/50)$^\\ast$", "STALE (50/50)$^\\ast$"]
+    block75, block50 = paper.split("\\end{table}")[:2]
+    assert "Split 75/25" in block75 and "Split 50/50" in block50
+    # the YAML's numbers, literally, in the columns TH 0.3 .. TH Avg | AN 0.5 .. AN Avg
+    assert rows(block75) == ["EffPrompt$^\\ast$ & 39.7 & -- & -- & -- & 7.5 & 23.5 & 37.6 & 22.9 & 3.8 & 23.1 \\\\",
+                             "STALE$^\\ast$ & -- & -- & -- & -- & -- & 23.8 & 38.2 & 25.2 & 6.0 & 24.9 \\\\"]
+    assert rows(block50) == ["EffPrompt$^\\ast$ & -- & -- & -- & -- & -- & 21.9 & -- & -- & -- & 19.6 \\\\",
+                             "STALE$^\\ast$ & -- & -- & -- & -- & -- & 22.2 & -- & -- & -- & 20.5 \\\\"]
+    assert "to be confirmed against the papers' tables" in block75 and rows(split0) == []
     require(shutil.which("pdflatex") is not None, "pdflatex missing (bash cluster/install_debian_deps.sh)")
-    paths = build_report(FAMILY, load("store", results=tmp_path / "a"), tmp_path / "report")
-    tex = [paths.table_tex.read_text(), *(p.read_text() for p in paths.plots)]
-    assert "TH Avg" in tex[0] and "textbackslash" not in tex[0] and any("Split 75/25" in t for t in tex[1:])
-    (tmp_path / "doc.tex").write_text(render_document(tex))
+    (tmp_path / "doc.tex").write_text(render_document([table, paper, split0]))
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_reported_rows_by_ratio_tag():
+    rows = (ReportedRow("A (75/25)", {}), ReportedRow("B", {}), ReportedRow("C (50/50)", {}))
+    assert [r.label for r in block_rows(rows, "75")] == ["A", "B"]
+    assert [r.label for r in block_rows(rows, "50")] == ["B", "C"]
+    assert reported_ratio(rows[1]) is None
+    with pytest.raises(DataError, match=r"'D \(75/50\)': the split ratio tag"):
+        block_rows((ReportedRow("D (75/50)", {}),), "75")
 
 
 def test_check_inputs_names_missing_files(toy, tmp_path):

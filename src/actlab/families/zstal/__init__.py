@@ -29,7 +29,7 @@ FAMILY = Family(
     units=_units,
     aggregate=lazy("actlab.families.zstal.report:aggregate"),
     table=lazy("actlab.families.zstal.report:default_table"),
-    plots=lazy("actlab.families.zstal.report:paper_tables"),                 # the paper layout (paper_table.tex), beside the default table
+    tables=lazy("actlab.families.zstal.report:paper_tables"),   # paper_table.tex, split0_table.tex beside table.tex
     check_inputs=lazy("actlab.families.zstal.inputs:check_inputs"),
     steps=(PipelineStep("zstaltoy", "jobs/make_zstaltoy.py", args=lambda experiment, cfg: [f"experiment={experiment}"],
                         enabled=lambda cfg: bool(cfg.get("toy_data")), before=True, gpus=False),),

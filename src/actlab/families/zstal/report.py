@@ -1,16 +1,20 @@
 """The zstal aggregation and tables: mean +- SE over class splits (seeds averaged within a split
 first: the shared `aggregate_runs` with `split_id` as the unit), the metrics also under the data
 set's kind (`thumos/map@0.30`, `anet/map@0.50`, ...) so THUMOS and ActivityNet columns never mix,
-and the paper layout: rows = variants, one block per split ratio, THUMOS | ActivityNet columns.
+and the paper layout: rows = variants, one block per split ratio, THUMOS | ActivityNet columns,
+with the report's reported rows (`--reported FILE`) in the block their label's "(75/25)" / "(50/50)"
+tag names (docs/zstal.md).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from actlab.post.latex import Column, TableSpec, render_table
+from actlab.errors import DataError
+from actlab.post.latex import Column, ReportedRow, TableSpec, render_table
 from actlab.post.tables import Aggregated, aggregate_runs
 
 THUMOS_COLUMNS = tuple((f"thumos/map@{t}", f"TH {t[:3] if t.endswith('0') else t}") for t in
@@ -25,8 +29,6 @@ def higher_is_better(metric: str) -> bool:
 
 
 def aggregate(runs, reference_group=None, expected_units=None) -> Aggregated:
-    from actlab.errors import DataError
-
     if reference_group is not None:
         raise DataError(f"reference group {reference_group!r}: the zstal family compares no group against a reference")
     agg = aggregate_runs(runs, higher_is_better, expected_units)
@@ -78,28 +80,59 @@ def default_table() -> TableSpec:
                              "over class splits (seeds averaged within a split)")
 
 
-def paper_tables(agg: Aggregated, out_dir: str | Path) -> list[Path]:
-    """paper_table.tex: one block per split ratio (75/25, 50/50), rows = variants; split0_table.tex:
-    class split 0 with SE over seeds."""
+RATIO_TAG = re.compile(r"\s*\((\d+)/(\d+)\)\s*$")     # "EffPrompt (75/25)": a reported row's split ratio
+
+
+def reported_ratio(row: ReportedRow) -> str | None:
+    """The split ratio a reported row's label ends with ("... (75/25)" -> "75"); None: no tag."""
+    m = RATIO_TAG.search(row.label)
+    if m is None:
+        return None
+    if int(m.group(1)) + int(m.group(2)) != 100:
+        raise DataError(f"reported row {row.label!r}: the split ratio tag must be (train/test) summing to 100")
+    return m.group(1)
+
+
+def block_rows(reported: tuple[ReportedRow, ...], ratio: str) -> tuple[ReportedRow, ...]:
+    """The reported rows of one ratio block: those tagged with the ratio (the tag dropped from the label:
+    the block's header names it) and the untagged ones (e.g. a supervised reference), in file order."""
+    out = []
+    for row in reported:
+        tag = reported_ratio(row)
+        if tag is None:
+            out.append(row)
+        elif tag == ratio:
+            out.append(replace(row, label=RATIO_TAG.sub("", row.label)))
+    return tuple(out)
+
+
+def paper_tables(agg: Aggregated, out_dir: str | Path, spec: TableSpec | None = None) -> list[Path]:
+    """The family's `tables` hook. paper_table.tex: one block per split ratio (75/25, 50/50), rows =
+    variants, then the report's reported rows of that ratio (`block_rows`); split0_table.tex: class
+    split 0 with SE over seeds (no reported rows: published numbers are means over splits). The
+    report's precision applies to both."""
     from actlab.atomic import atomic_write_text
 
     frame = agg.tables.get("paper")
     if frame is None or frame.empty:
         return []
+    precision = spec.precision if spec is not None else default_table().precision
+    reported = spec.reported if spec is not None else ()
+    columns = default_table().columns
     blocks = []
     for ratio in sorted(set(frame.ratio), key=lambda r: -int(r or 0)):
         part = frame[frame.ratio == ratio]
-        spec = TableSpec(columns=default_table().columns, scale=100.0, precision=1, units="splits",
-                         row_header=f"Split {ratio}/{100 - int(ratio or 0)}",
-                         caption=f"Zero-shot TAL, class split {ratio}/{100 - int(ratio or 0)}: mAP in percent, "
-                                 f"mean and SE over splits")
-        blocks.append(render_table(part, spec))
+        split = f"{ratio}/{100 - int(ratio or 0)}"
+        block = TableSpec(columns=columns, scale=100.0, precision=precision, units="splits",
+                          row_header=f"Split {split}", reported=block_rows(reported, ratio),
+                          caption=f"Zero-shot TAL, class split {split}: mAP in percent, mean and SE over splits")
+        blocks.append(render_table(part, block))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [atomic_write_text(out / "paper_table.tex", "\n".join(blocks))]
     split0 = agg.tables.get("split0")
     if split0 is not None and not split0.empty:
-        spec = TableSpec(columns=default_table().columns, scale=100.0, precision=1, units="",
-                         caption="Zero-shot TAL on class split 0: mAP in percent, mean and SE over seeds")
-        written.append(atomic_write_text(out / "split0_table.tex", render_table(split0, spec)))
+        block = TableSpec(columns=columns, scale=100.0, precision=precision, units="",
+                          caption="Zero-shot TAL on class split 0: mAP in percent, mean and SE over seeds")
+        written.append(atomic_write_text(out / "split0_table.tex", render_table(split0, block)))
     return written
