@@ -139,7 +139,8 @@ def _argv(cmd: Command) -> list[str]:
         elif cmd.kind == "make grid":
             v["TASK"] = _merge(v.get("TASK", ""), EGOTOY_TASK)
         return ["make", cmd.tokens[1], *(f"{k}={val}" for k, val in v.items())]
-    args = cmd.tokens[2:]
+    # scripts run from the project root (tmp_path here); files the repository ships stay the repository's
+    args = [str(REPO / a) if a.startswith("configs/") else a for a in cmd.tokens[2:]]
     if cmd.kind == "jobs/stream.py":
         args = _merge(" ".join(args), STREAM_OVERRIDES).split()
     return [sys.executable, str(REPO / cmd.kind), *args]
@@ -213,6 +214,9 @@ def _check(cmd: Command, out: subprocess.CompletedProcess, ctx: dict) -> None:
         assert paths and all(p.exists() for p in paths), so
         if cmd.kind == "postprocess/to_latex.py":
             assert "LaTeX table:" in so and any(p.suffix == ".tex" for p in paths), so
+        if "--reported" in cmd.tokens:   # the published rows are under the measured ones
+            tex = next(p for p in paths if p.name == "table.tex").read_text()
+            assert "SGD finetune$^\\ast$" in tex and "not measured here" in tex, tex
         if "--sweep" in cmd.tokens:      # `latest`: the grid submitted last
             assert all(p.resolve().is_relative_to(ctx["latest"]) for p in paths), so
 
