@@ -113,3 +113,28 @@ def test_a_preempted_momentum_run_resumes_to_identical_predictions(tmp_path, tin
     assert all(torch.equal(a[k], b[k]) for k in a) and int(b["queue.pointer"]) == int(a["queue.pointer"])
     pd.testing.assert_frame_equal(pd.read_parquet(whole / "predictions.parquet"),
                                   pd.read_parquet(resumed / "predictions.parquet"))
+
+
+def test_eval_every_scores_only_every_nth_and_the_last_epoch(tmp_path, tiny_toy, monkeypatch):
+    from actlab.families.skel import job
+
+    cfg = skel_cfg(tmp_path, tiny_toy, "loss=ce")
+    cfg.epochs, cfg.eval_every = 5, 2          # scored after epochs 2, 4 and the last, 5
+    real, scored = job.test_scores, []
+
+    def counting(model, dataset, *args, **kw):
+        scored.append(int(model.step))
+        return real(model, dataset, *args, **kw)
+
+    monkeypatch.setattr(job, "test_scores", counting)
+    folder = job.run(cfg)
+    steps_per_epoch = 20 // 8                  # 2 train clips x 10 classes, batch 8, last partial batch dropped
+    assert scored == [2 * steps_per_epoch, 4 * steps_per_epoch, 5 * steps_per_epoch]
+    curves = pd.read_parquet(folder / "curves.parquet")
+    assert list(curves.epoch) == [1, 2, 3, 4, 5]
+    val = curves.set_index("epoch")["val/top1"]
+    assert val.notna().tolist() == [False, True, False, True, True]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["best_epoch"] in (2.0, 4.0, 5.0) and summary["last_epoch"] == 5.0
+    assert summary["val/top1_best"] == val.max() and summary["val/top1"] == val[5]
+    assert val[int(summary["best_epoch"])] == summary["val/top1_best"]

@@ -51,23 +51,33 @@ def _person(action: int, role: int, p: np.ndarray, limbs: dict[str, float]) -> n
     shin = {1: zero.copy(), -1: zero.copy()}     # extra shin flexion backwards (rad)
     lift, bow, push_z = zero.copy(), zero.copy(), zero.copy()
     cyc = 2 * np.pi * p
-    if action == 8:      # sitting down
-        k = 1.4 * _ramp(p * 1.3)
+    # sitting down and standing up differ in more than their temporal order (docs/skel.md, Data): the
+    # seated pose is held at the end of one and the start of the other, and the arms do different things
+    if action == 8:      # sitting down: hands reach back for the seat, then rest on the thighs
+        d = _ramp(p * 1.8 - 0.1)
+        k = 1.4 * d
         knee = {1: k, -1: k}
         shin = {1: -k, -1: -k}
-        bow = 0.3 * _ramp(p * 1.3)
-    elif action == 9:    # standing up
-        k = 1.4 * (1 - _ramp(p * 1.3 - 0.3))
+        bow = 0.3 * d
+        back, lap = _bump(p * 1.8 - 0.1), d * d
+        arm = {s: (0.15 + 0.5 * back + 0.4 * lap, 1.4 + 1.2 * back - 1.2 * lap, 0.15 + 0.5 * back + 1.3 * lap,
+                   1.4 + 1.2 * back - 1.2 * lap) for s in (1, -1)}
+    elif action == 9:    # standing up: leans well forward, pushes off the knees, arms swing forward as it rises
+        u = _ramp(p * 1.8 - 0.6)
+        k = 1.4 * (1 - u)
         knee = {1: k, -1: k}
         shin = {1: -k, -1: -k}
-        bow = 0.3 * (1 - _ramp(p * 1.3 - 0.3))
+        bow = 0.3 * (1 - u) + 0.4 * _bump(p * 1.8 - 0.4)
+        push, swing = 1 - _ramp(p * 1.8 - 0.3), _bump(p * 1.8 - 0.7)
+        arm = {s: (0.15 + 0.8 * push + 1.2 * swing, 1.4 - 1.3 * push - 1.3 * swing,
+                   0.15 + 0.8 * push + 1.2 * swing, 1.4 - 1.3 * push - 1.3 * swing) for s in (1, -1)}
     elif action == 10:   # clapping: forearms swing inwards and out
         s = 0.5 + 0.5 * np.sin(3 * cyc)
         arm = {side: (np.full(t, 0.9), np.full(t, 0.3), np.full(t, 1.5), -0.6 + 0.9 * s) for side in (1, -1)}
     elif action == 23:   # hand waving, right hand up
         arm[-1] = (np.full(t, 2.2), np.full(t, 1.5), 2.7 + 0.4 * np.sin(3 * cyc), 1.2 + 0.6 * np.sin(3 * cyc))
-    elif action == 24:   # kicking with the right leg
-        k = 1.2 * _bump(p * 1.6 - 0.2)
+    elif action == 24:   # kicking with the right leg: a large swing forward, the foot up near hip height
+        k = 1.5 * _bump(p * 1.6 - 0.2)
         knee[-1] = k
         shin[-1] = -0.8 * _bump(p * 1.6 - 0.1) + 0.5 * k
     elif action == 27:   # jump up: crouch, then lift
@@ -77,11 +87,11 @@ def _person(action: int, role: int, p: np.ndarray, limbs: dict[str, float]) -> n
         lift = 0.35 * _bump(p * 2 - 0.7)
         arm = {side: (0.3 + 2.0 * _bump(p * 2 - 0.6), np.full(t, 0.3), 0.3 + 2.0 * _bump(p * 2 - 0.6),
                       np.full(t, 0.3)) for side in (1, -1)}
-    elif action == 35:   # bow
-        bow = 0.9 * _bump(p * 1.2)
-    elif action == 38:   # salute: right hand to the forehead, held
+    elif action == 35:   # a deep bow
+        bow = 1.15 * _bump(p * 1.2)
+    elif action == 38:   # salute: right hand to the forehead, the elbow raised to the side, held
         r = _ramp(p * 2.5)
-        arm[-1] = (0.15 + 1.5 * r, 1.4 - 0.2 * r, 0.15 + 2.4 * r, 1.4 - 2.6 * r)
+        arm[-1] = (0.15 + 1.55 * r, np.full(t, 1.4), 0.15 + 2.45 * r, 1.4 - 2.9 * r)
     elif action == 52:   # pushing: role 0 thrusts both arms, role 1 is pushed back
         if role == 0:
             e = 0.15 + 1.45 * _bump(p * 1.5 - 0.2)

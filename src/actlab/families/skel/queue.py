@@ -4,10 +4,26 @@ Buffers, so the queue travels with the model's state_dict (checkpoints, resume).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from actlab.families.skel.losses import IGNORE_LABEL
+
+
+def gather_across_ranks(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Each tensor all_gathered along dim 0 in rank order (rank 0's rows first) when torch.distributed
+    is initialized with world size > 1, so every rank enqueues the same global batch; the tensors
+    themselves otherwise. Detached: the queue holds no graph. Every rank's batch must have the same size."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tuple(t.detach() for t in tensors)
+    gathered = []
+    for t in tensors:
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t)
+        gathered.append(torch.cat(parts))
+    return tuple(gathered)
 
 
 class MomentumQueue(nn.Module):

@@ -14,6 +14,7 @@ from actlab import device as compute
 from actlab.families.skel import losses
 from actlab.families.skel.metrics import mean_class_accuracy, topk_accuracy
 from actlab.families.skel.model import CEModel, SkelTextModel
+from actlab.families.skel.queue import gather_across_ranks
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, start: float = 0.1) -> Callable[[int], float]:
@@ -74,7 +75,7 @@ def step_loss(model: nn.Module, batch: dict[str, Any], generator: torch.Generato
             q = model.queue
             a = losses.alpha_at(int(model.step), steps_per_epoch, alpha)
             loss = losses.momentum_itc_loss(v, t, v_m, t_m, y, q.video, q.text, q.labels, a, temp)
-            q.enqueue(v_m, t_m, y)     # after the loss (single process: the batch is the global batch)
+            q.enqueue(*gather_across_ranks(v_m, t_m, y))     # after the loss, the global batch
             metrics["alpha"] = a
         else:
             loss = losses.itc_loss(v, t, y, temp)
