@@ -171,3 +171,15 @@ def test_make_run_pretrain_grid_local_gives_mean_and_se_over_seeds(tmp_path, dat
         assert row["se"] == pytest.approx(abs(vals[0] - vals[1]) / 2)   # sd(ddof=1)/sqrt(2) of two values
     assert (sweep / "report" / "plots" / "val_action_top1.png").exists()
     assert "\\begin{tabular}" in out.stdout and "lr=0.005" in out.stdout
+
+
+def test_local_pool_runs_no_more_cpu_tasks_than_cpus_and_streams_per_gpu_on_gpus():
+    from actlab.launch.local import pool_width
+
+    base = {"array_parallelism": 8, "cpus": 1}
+    assert pool_width(base, n_gpus=0, n_cpus=2) == 2                 # 8 asked, 2 cores
+    assert pool_width(base | {"cpus": 4}, n_gpus=0, n_cpus=16) == 4  # each task holds 4 CPUs
+    assert pool_width(base | {"cpus": 4}, n_gpus=0, n_cpus=2) == 1   # never below one
+    assert pool_width(base | {"tasks_per_node": 2}, n_gpus=0, n_cpus=4) == 2   # ranks hold CPUs too
+    assert pool_width(base | {"array_parallelism": 3}, n_gpus=0, n_cpus=64) == 3
+    assert pool_width(base | {"streams_per_gpu": 2, "gpus": 1}, n_gpus=2, n_cpus=2) == 4   # GPUs decide

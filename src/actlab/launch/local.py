@@ -1,4 +1,5 @@
-"""The `local` cluster: the tasks of a sweep as processes on this machine, at most N at once.
+"""The `local` cluster: the tasks of a sweep as processes on this machine, at most N at once
+(`pool_width`: array_parallelism, and no more CPU-bound tasks than the machine has CPUs).
 
 Each process gets SLURM_ARRAY_TASK_ID/SLURM_ARRAY_JOB_ID-like variables (so logs and the task
 code look the same as under Slurm) and, when there are GPUs, CUDA_VISIBLE_DEVICES of its own
@@ -36,10 +37,21 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
+def pool_width(resources: dict, n_gpus: int, n_cpus: int) -> int:
+    """How many tasks run at once: `array_parallelism`, capped by streams_per_gpu per GPU when there
+    are GPUs, else by the CPUs (each task holds `cpus` of them, per rank): more CPU-bound processes
+    than cores only time-slice and hold memory (measured in docs/launch.md)."""
+    width = max(1, int(resources.get("array_parallelism") or 1))
+    if n_gpus:
+        return min(width, n_gpus * streams_per_gpu(resources))
+    per_task = max(1, int(resources.get("cpus") or 1)) * tasks_per_node(resources)
+    return max(1, min(width, n_cpus // per_task))
+
+
 def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, int]:
     """Run `rows`, blocking; returns row -> exit code. Logs: logs/local-<id>_<row>.out."""
     resources = manifest.resources
-    per_gpu, ranks = streams_per_gpu(resources), tasks_per_node(resources)
+    ranks = tasks_per_node(resources)
     if nodes(resources) > 1:
         raise ValueError(f"resources.nodes={nodes(resources)}: the local executor runs on this machine only")
     gpus = visible_gpus() if int(resources.get("gpus") or 0) else []
@@ -47,13 +59,11 @@ def run_local(sweep: Path, manifest: mf.Manifest, rows: list[int]) -> dict[int, 
         if len(gpus) < ranks:
             raise ValueError(f"resources.tasks_per_node={ranks} ranks, but this machine shows {len(gpus)} GPU(s)")
         gpus = [",".join(gpus[i:i + ranks]) for i in range(0, len(gpus) - ranks + 1, ranks)]
-    width = max(1, int(resources.get("array_parallelism") or 1))
-    if gpus:
-        width = min(width, len(gpus) * per_gpu)   # streams_per_gpu processes per GPU
+    threads = str(cpus_per_stream(int(resources.get("cpus") or 1), resources))
+    width = pool_width(resources, len(gpus), len(os.sched_getaffinity(0)))
     slots: queue.Queue[str | None] = queue.Queue()
     for i in range(width):
         slots.put(gpus[i % len(gpus)] if gpus else None)   # spread: at most streams_per_gpu per GPU
-    threads = str(cpus_per_stream(int(resources.get("cpus") or 1), resources))
     job_id = f"local{os.getpid()}{submit_timestamp()[-7:-1]}"
     logs = mf.logs_dir(sweep)
     logs.mkdir(parents=True, exist_ok=True)
