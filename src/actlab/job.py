@@ -10,6 +10,9 @@ or preempted run leaves behind. A family's job reads (docs/families.md):
         with session.running(inputs, labels) as run:      # begin; fail / requeue on exceptions
             ...                                           # run.log(step, values) along the way
             run.finish(summary, [Artifact(...), ...])     # status.json "completed" last
+
+A family whose job may run as several ranks (Family.distributed) wraps that in `run_ranked`: rank 0
+does the above, the other ranks train on their shards and write nothing (docs/gpu.md).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import hashlib
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +31,9 @@ from actlab.identity import RunIdentity, code_version, submit_timestamp
 from actlab.errors import DataError
 from actlab.results.lease import LeaseHeld, RunLease
 from actlab.results.store import Artifact, RunStore
+
+if TYPE_CHECKING:
+    from actlab.device import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +138,45 @@ class RunSession:
             raise
         if not run.finished:
             raise RuntimeError(f"{self.family.name} job ended without finish(): {self.store.folder}")
+
+
+def run_ranked(cfg: DictConfig, family: Family, lead: Callable[[RunSession], Path],
+               follow: Callable[[Path], Any]) -> Path:
+    """One run as one process or as the ranks torchrun/srun started (docs/gpu.md).
+
+    Rank 0 holds the run folder's lease, returns at once when the run is complete, else calls
+    `lead(session)`: the job as one process would run it, the only writer of the store, W&B and the
+    checkpoints. Every other rank gets rank 0's folder (its identity carries rank 0's submit clock)
+    and, unless the run is complete, calls `follow(folder)`: the same model, data and `fit` calls,
+    their `state_dir` under `RunStore(folder).checkpoint_dir`, writing nothing; a follower whose fit
+    was interrupted raises `preemption.Preempted` as rank 0 does (only rank 0 requeues)."""
+    from actlab.device import init_distributed    # torch: not for the launcher, which imports this module
+
+    ranks = init_distributed(str(cfg.get("device") or "auto"))
+    if not ranks.main:
+        folder, completed = _share_folder(ranks)
+        if not completed:
+            follow(folder)
+        return folder
+    session = RunSession(cfg, family)
+    with session.lease():
+        completed = session.store.is_completed()
+        _share_folder(ranks, session.store.folder, completed)
+        if completed:
+            print(f"{session.store.folder}: already completed, nothing to do")
+            return session.store.folder
+        return lead(session)
+
+
+def _share_folder(ranks: Ranks, folder: Path | None = None, completed: bool = False) -> tuple[Path, bool]:
+    """Rank 0's run folder and whether it is complete, on every rank."""
+    if ranks.world_size == 1:
+        return folder, completed
+    import torch.distributed as dist
+
+    box = [str(folder) if folder is not None else None, completed]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0]), bool(box[1])
 
 
 def run_by_hand(cfg: DictConfig, family: Family) -> None:

@@ -32,7 +32,7 @@ from actlab import device as compute, preemption
 from actlab.atomic import atomic_write_json
 from actlab.families.continual.data.user_streams import open_split
 from actlab.families.continual.models.weights import load_checkpoint, save_checkpoint
-from actlab.job import RunSession, file_sha256
+from actlab.job import RunSession, file_sha256, run_ranked
 from actlab.results import layout
 from actlab.results.store import Artifact, RunStore
 from actlab.train.loop import LoopConfig, fit
@@ -184,41 +184,36 @@ def run(cfg: DictConfig) -> Path:
     if export is not None and export.exists() and not cfg.force:
         print(f"{export}: exists, not retraining (force=true to overwrite)")
         return export
-    ranks = compute.init_distributed(str(cfg.get("device", "auto")))
-    if not ranks.main:
-        return _follow(cfg, ranks)
-    session = RunSession(cfg, FAMILY)
-    with session.lease():
-        completed = session.store.is_completed()
-        _share(ranks, session.store.folder, completed)
-        if completed:
-            print(f"{session.store.folder}: already completed, nothing to do")
-            return _export(cfg, session.store, export) if export is not None else session.store.folder
-        # determinism before any CUDA call
-        placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=ranks.local_rank)
-        train_streams = open_split(cfg.data, "pretrain")
-        val_streams = open_split(cfg.data, "train")
-        inputs = ({f"pretrain/{s.user}": s.sha256 for s in train_streams}
-                  | {f"val/{s.user}": s.sha256 for s in val_streams})
-        if cfg.init_from:
-            inputs["init_from"] = file_sha256(cfg.init_from)
-        with session.running(inputs, labels={}) as active:
-            model, train_ds, val_ds, decode_seconds, loop_cfg = _build(cfg, placement, train_streams, val_streams)
-            preemption.install_handlers()
-            metrics = train_population(model, train_ds, val_ds, loop_cfg, state_dir=session.store.checkpoint_dir,
-                                       on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
-            if metrics.get("interrupted"):
-                raise preemption.Preempted(session.store.folder)
-            history = metrics.pop("history")
-            metrics |= {"decode_seconds": decode_seconds,
-                        "chance/verb": 1 / int(cfg.data.num_verbs), "chance/noun": 1 / int(cfg.data.num_nouns)}
-            summary = {k: float(v) for k, v in metrics.items()}
-            active.finish(summary, [Artifact(layout.CURVES, pd.DataFrame(history)),
-                                    Artifact(WEIGHTS, model.state_dict())])
-        store = session.store
-    if export is None:
-        return store.folder
-    return _export(cfg, store, export)
+    folder = run_ranked(cfg, FAMILY, _lead, lambda folder: _follow(cfg, folder))
+    if export is None or not compute.ranks_from_env().main:
+        return folder
+    return _export(cfg, RunStore(folder), export)
+
+
+def _lead(session: RunSession) -> Path:
+    """Rank 0 (or the one process): train, write the run."""
+    cfg = session.cfg
+    # determinism before any CUDA call
+    placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=compute.ranks_from_env().local_rank)
+    train_streams = open_split(cfg.data, "pretrain")
+    val_streams = open_split(cfg.data, "train")
+    inputs = ({f"pretrain/{s.user}": s.sha256 for s in train_streams}
+              | {f"val/{s.user}": s.sha256 for s in val_streams})
+    if cfg.init_from:
+        inputs["init_from"] = file_sha256(cfg.init_from)
+    with session.running(inputs, labels={}) as active:
+        model, train_ds, val_ds, decode_seconds, loop_cfg = _build(cfg, placement, train_streams, val_streams)
+        preemption.install_handlers()
+        metrics = train_population(model, train_ds, val_ds, loop_cfg, state_dir=session.store.checkpoint_dir,
+                                   on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
+        if metrics.get("interrupted"):
+            raise preemption.Preempted(session.store.folder)
+        history = metrics.pop("history")
+        metrics |= {"decode_seconds": decode_seconds,
+                    "chance/verb": 1 / int(cfg.data.num_verbs), "chance/noun": 1 / int(cfg.data.num_nouns)}
+        summary = {k: float(v) for k, v in metrics.items()}
+        return active.finish(summary, [Artifact(layout.CURVES, pd.DataFrame(history)),
+                                       Artifact(WEIGHTS, model.state_dict())])
 
 
 def _build(cfg: DictConfig, placement: compute.Compute, train_streams: list, val_streams: list
@@ -244,31 +239,15 @@ def _build(cfg: DictConfig, placement: compute.Compute, train_streams: list, val
     return model, train_ds, val_ds, decode_seconds, loop_cfg
 
 
-def _share(ranks: compute.Ranks, folder: Path | None = None, completed: bool = False) -> tuple[Path, bool]:
-    """Rank 0's run folder and whether it is complete, on every rank (the identity's submit time
-    is rank 0's clock, so the other ranks cannot derive the folder themselves)."""
-    if ranks.world_size == 1:
-        return folder, completed
-    import torch.distributed as dist
-
-    box = [str(folder) if folder is not None else None, completed]
-    dist.broadcast_object_list(box, src=0)
-    return Path(box[0]), bool(box[1])
-
-
-def _follow(cfg: DictConfig, ranks: compute.Ranks) -> Path:
+def _follow(cfg: DictConfig, folder: Path) -> None:
     """A rank > 0: train on its shards, resume from rank 0's checkpoint, write nothing."""
-    folder, completed = _share(ranks)
-    if completed:
-        return folder
-    placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=ranks.local_rank)
+    placement = compute.setup(cfg, workers=cfg.num_workers, local_rank=compute.ranks_from_env().local_rank)
     model, train_ds, val_ds, _, loop_cfg = _build(cfg, placement, open_split(cfg.data, "pretrain"),
                                                   open_split(cfg.data, "train"))
     preemption.install_handlers()
     metrics = train_population(model, train_ds, val_ds, loop_cfg, state_dir=RunStore(folder).checkpoint_dir)
     if metrics.get("interrupted"):
         raise preemption.Preempted(folder)
-    return folder
 
 
 def _export(cfg: DictConfig, store: RunStore, export: Path) -> Path:
