@@ -95,6 +95,28 @@ def test_logits_use_the_frozen_scale_and_head(clip):
     assert not model.logit_scale.requires_grad
 
 
+@pytest.mark.parametrize("loss", ["bce", "focal", "ldam", "eql"])
+@pytest.mark.parametrize("encoder", ["proj", "vision", "temporal"])
+def test_one_training_call_gives_the_loss_and_every_trainable_parameter_a_gradient(clip, encoder, loss):
+    """What the job's loss_fn does: one call of the module (the DDP wrapper, under several ranks)
+    for the logits, scored by `from_logits`: the same loss as `criterion(cos, y, model, epoch)`, and
+    no trainable parameter without a gradient (DDP would fail on the next step)."""
+    from actlab.families.ak.losses import BCELoss, EQLLoss, FocalLoss, LDAMDRWLoss
+
+    cls, kw = {"proj": (ProjOnly, {}), "vision": (FullVision, {}),
+               "temporal": (Temporal, {"frames": 8, "embed_dim": 32})}[encoder]
+    model = classifier(clip, cls, **kw)
+    counts = [50, 20, 8, 3, 1]
+    criterion = {"bce": BCELoss(counts, 4), "focal": FocalLoss(counts, 4), "ldam": LDAMDRWLoss(counts, 4, drw_start=0),
+                 "eql": EQLLoss(counts, 4, tail_max_count=10)}[loss]
+    video, y = torch.randn(3, 8, 3, 32, 32), (torch.rand(3, 5) < 0.4).float()
+    z = model(video=video, shift=criterion.shift(y), scale=criterion.scale, logits=True)
+    value = criterion.from_logits(z, y, 1)
+    torch.testing.assert_close(value, criterion(model(video), y, model, 1))
+    value.backward()
+    assert {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None} == set()
+
+
 def test_chunk_positions():
     np.testing.assert_array_equal(chunk_positions(16, 8, 1)[:, 0], [1, 3, 5, 7, 9, 11, 13, 15])
     np.testing.assert_array_equal(chunk_positions(16, 8, 2), np.arange(16).reshape(8, 2))

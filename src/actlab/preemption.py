@@ -27,6 +27,18 @@ def requested() -> bool:
     return _flag.is_set()
 
 
+def requested_anywhere() -> bool:
+    """A signal reached this process or, with several ranks, any of them: every rank gets the same
+    verdict on why a fit stopped (a signal may reach one rank only). A collective: all ranks call it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return requested()
+    flags: list[bool | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(flags, requested())
+    return any(flags)
+
+
 def clear() -> None:
     _flag.clear()
 

@@ -20,6 +20,7 @@ def _generate_args(experiment, cfg) -> list[str]:
 
 FAMILY = Family(
     name="ak",
+    distributed=True,          # run_ranked: rank 0 writes, the other ranks train their shards (docs/gpu.md)
     config_dir="ak",
     config_name="ak",
     job="actlab.families.ak.job:run",

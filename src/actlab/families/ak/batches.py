@@ -104,10 +104,14 @@ def phase_seed(seed: int, phase: int) -> int:
 
 def fit_phases(fit: Callable[..., Any], phases: list[Phase], state_dir: str | Path | None,
                loop_for: Callable[[Phase], Any], on_epoch: Callable[[int, dict], None] | None,
-               **fit_kw: Any) -> PhasedResult:
+               write: bool = True, **fit_kw: Any) -> PhasedResult:
     """Call `fit(..., config=loop_for(phase), state_dir=<phase folder>, on_epoch=...)` for each
     phase in turn; epochs in the history and in `on_epoch` count from the run's start. One phase
-    (a constant schedule) trains in `state_dir` itself, as a single `fit` does."""
+    (a constant schedule) trains in `state_dir` itself, as a single `fit` does. `write=False` (a
+    follower rank): the same `fit` calls in the same folders, reading `phases.json` and the
+    folders, writing and deleting nothing. Every `fit` of several ranks starts with collectives
+    (the DDP wrapper's broadcast), so rank 0 writes `phases.json` after phase k only once every
+    rank has read it, and deletes phase k's folder only once every rank has looked for it."""
     root = None if state_dir is None else Path(state_dir)
     if len(phases) == 1:
         r = fit(config=loop_for(phases[0]), state_dir=root, on_epoch=on_epoch, **fit_kw)
@@ -132,10 +136,10 @@ def fit_phases(fit: Callable[..., Any], phases: list[Phase], state_dir: str | Pa
             records = [rec | {"epoch": rec["epoch"] + shift} for rec in r.history]
             if r.interrupted or r.stopped_early:
                 return PhasedResult(r.interrupted, history + records, epochs_done + r.epochs_done, r.stopped_early)
-            if root is not None and str(phase.index) not in done:
-                done[str(phase.index)] = records
-                atomic_write_json(root / PHASES_FILE, done)
-            if root is not None:
+            if root is not None and write:
+                if str(phase.index) not in done:
+                    done[str(phase.index)] = records
+                    atomic_write_json(root / PHASES_FILE, done)
                 for earlier in range(phase.index):        # this phase's end is the state to resume from
                     shutil.rmtree(root / f"phase{earlier}", ignore_errors=True)
         history += records

@@ -33,9 +33,9 @@ from actlab.families.ak.model import build_classifier, load_clip, prompts, text_
 from actlab.families.ak.schedule import warmup_cosine
 from actlab.families.ak.selection import BestEpoch, split_validation, validation_seed
 from actlab.families.ak.video import ClipDataset, VideoSpec, augment, center_view
-from actlab.job import RunSession, file_sha256
+from actlab.job import RunSession, file_sha256, run_ranked
 from actlab.results import layout
-from actlab.results.store import Artifact
+from actlab.results.store import Artifact, RunStore
 from actlab.train.loop import LoopConfig, fit
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,21 @@ class FeatureDataset(Dataset):
         return {"feats": self.feats[i], "labels": torch.from_numpy(self.labels[i].astype(np.float32)), "index": i}
 
 
-def cosines(model, batch: dict[str, Any], spec: VideoSpec, generator: torch.Generator | None,
-            view: int = 0) -> torch.Tensor:
-    """The model's cosine similarities of a batch: cached features of test view `view`, or frames
+def model_inputs(batch: dict[str, Any], spec: VideoSpec, generator: torch.Generator | None,
+                 view: int = 0) -> dict[str, torch.Tensor]:
+    """The classifier's inputs of a batch: cached features of test view `view`, or frames
     (augmented with `generator` in training, else test view `view`: frame `view` of each chunk)."""
     if "feats" in batch:
-        return model.from_features(batch["feats"][:, view])
+        return {"feats": batch["feats"][:, view]}
     if generator is not None:
-        return model(augment(batch["frames"], spec, generator))
-    return model(center_view(batch["frames"], spec, view))
+        return {"video": augment(batch["frames"], spec, generator)}
+    return {"video": center_view(batch["frames"], spec, view)}
+
+
+def cosines(model, batch: dict[str, Any], spec: VideoSpec, generator: torch.Generator | None,
+            view: int = 0) -> torch.Tensor:
+    """The model's cosine similarities of a batch (`model_inputs`)."""
+    return model(**model_inputs(batch, spec, generator, view))
 
 
 def views_of(batch: dict[str, Any]) -> int:
@@ -112,8 +118,12 @@ def predict(model, dataset: Dataset, spec: VideoSpec, batch_size: int) -> np.nda
 
 
 def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str], state_dir: Path | None,
-                   on_epoch=None) -> dict[str, Any]:
-    """Everything between the data and the run's files; returns {"interrupted": True} when stopped."""
+                   on_epoch=None, lead: bool = True) -> dict[str, Any]:
+    """Everything between the data and the run's files; returns {"interrupted": True} when stopped.
+
+    `lead=False` (a rank > 0 of several, docs/ak.md): the same model, data and `fit` calls in the
+    same `state_dir`, reading its files but writing nothing (no caches, no best-epoch file, no
+    phases file); returns {"trained": True} after training, without testing."""
     torch.set_num_threads(max(1, int(cfg.threads)))
     options = loop_options(cfg)
     device = compute.resolve_device(options["device"])
@@ -123,7 +133,7 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
     clip, tokenizer = load_clip(str(cfg.clip.name), str(cfg.clip.weights), cfg.clip.get("config_file"))
     clip.to(device)     # the text tower encodes the prompts there; the visual tower is the model's trunk
     texts = prompts(str(cfg.template), table.action, table.segment, table.description)
-    text = text_embeddings(clip, tokenizer, texts, inputs["clip_weights"], cfg.get("text_cache"))
+    text = text_embeddings(clip, tokenizer, texts, inputs["clip_weights"], cfg.get("text_cache"), write=lead)
     torch.manual_seed(int(cfg.seed))
     encoder_cfg = {k: v for k, v in plain(cfg.model).items() if k != "name"}
     model = build_classifier(encoder_cfg, clip, text, str(cfg.head), spec.frames)
@@ -145,8 +155,10 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
                            spec, train=False, views=views) if val_own else None)
     if cfg.cache and cfg.data.get("decode_cache"):
         digest = ",".join(f"{k}={v}" for k, v in sorted(inputs.items()) if k != "clip_weights")
-        train_set.fill_cache("decode train clips", cfg.data.decode_cache, digest)
-        test_set.fill_cache("decode test clips", cfg.data.decode_cache, digest)
+        train_set.fill_cache("decode train clips", cfg.data.decode_cache, digest, write=lead)
+        # a follower prepares the test split too (unused): the ranks reach `fit` together, none
+        # waits there on rank 0's preparation for the collectives' timeout
+        test_set.fill_cache("decode test clips", cfg.data.decode_cache, digest, write=lead)
     if cfg.cache_features:
         if cfg.augment or model.encoder.trains_frozen_part:
             raise ValueError("cache_features needs augment=false and a model with a frozen trunk (clip_proj, clip_temporal)")
@@ -161,7 +173,9 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
     fit_set = Subset(train_set, train_idx) if val_idx else train_set
     if val_idx and val_set is None:
         val_set = Subset(train_set, val_idx)
-    best = BestEpoch(state_dir, None if cfg.get("patience") is None else int(cfg.patience)) if val_idx else None
+    # validate runs on every rank: every rank's BestEpoch sees the same scores, so stops at the same epoch
+    best = (BestEpoch(state_dir, None if cfg.get("patience") is None else int(cfg.patience), write=lead)
+            if val_idx else None)
 
     tr = cfg.get("train") or {}
     sizes = batch_sizes(str(tr.get("batch_schedule", "constant")), int(cfg.epochs), int(cfg.batch_size),
@@ -187,8 +201,11 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
     def loss_fn(model, batch, generator):
         # the epoch from the scheduler's step count, which the loop checkpoints (DRW switches on it)
         epoch = clock.epoch_of(steps_done())
-        cos = cosines(model, batch, spec, generator if cfg.augment else None)
-        return criterion(cos, batch["labels"], model, epoch, generator), {}
+        y = batch["labels"]
+        # one call of `model` for the logits (under DDP it is the wrapper: no `model.logits`, docs/ak.md)
+        z = model(**model_inputs(batch, spec, generator if cfg.augment else None), shift=criterion.shift(y),
+                  scale=criterion.scale, logits=True)
+        return criterion.from_logits(z, y, epoch, generator), {}
 
     def validate(model) -> dict[str, float]:
         scores = predict(model, val_set, spec, int(cfg.eval_batch_size))
@@ -208,12 +225,15 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
                           checkpoint_every=int(cfg.checkpoint_every or 0), num_workers=int(cfg.num_workers),
                           max_minutes=left, **options)
 
-    result = fit_phases(fit, phases_of(sizes), state_dir, loop_for, on_epoch, model=model, train_set=fit_set,
-                        make_optimizer=make_optimizer, make_scheduler=make_scheduler, loss_fn=loss_fn,
-                        evaluate=validate if val_idx else None, should_stop=should_stop)
-    stopped = best is not None and best.stop_epoch is not None and not preemption.requested()
+    result = fit_phases(fit, phases_of(sizes), state_dir, loop_for, on_epoch, write=lead, model=model,
+                        train_set=fit_set, make_optimizer=make_optimizer, make_scheduler=make_scheduler,
+                        loss_fn=loss_fn, evaluate=validate if val_idx else None, should_stop=should_stop)
+    stopped = (result.interrupted and best is not None and best.stop_epoch is not None
+               and not preemption.requested_anywhere())
     if result.interrupted and not stopped:
         return {"interrupted": True}
+    if not lead:
+        return {"trained": True}
     if not (result.stopped_early or stopped) and steps_done() != clock.total:
         raise RuntimeError(f"the schedule planned {clock.total} steps, the loop took {steps_done()}")
     if best is not None:
@@ -246,31 +266,47 @@ def train_and_test(cfg: DictConfig, data: ak_data.AKData, inputs: dict[str, str]
 
 
 def run(cfg: DictConfig) -> Path:
+    """One run; started as several ranks (torchrun, srun), rank 0 does what one process does and
+    the others train on their shards of every batch and write nothing (`run_ranked`, docs/ak.md)."""
     from actlab.families.ak import FAMILY
 
-    session = RunSession(cfg, FAMILY)
-    with session.lease():
-        if session.store.is_completed():
-            print(f"{session.store.folder}: already completed, nothing to do")
-            return session.store.folder
-        data = ak_data.load(cfg.data)
-        weights_sha = file_sha256(cfg.clip.weights)
-        inputs = {name: file_sha256(path) for name, path in data.files.items()} | {"clip_weights": weights_sha}
-        labels = {"loss": str(cfg.loss.name), "model": str(cfg.model.name), "template": str(cfg.template)}
-        with session.running(inputs, labels) as active:
-            preemption.install_handlers()
-            out = train_and_test(cfg, data, inputs, session.store.checkpoint_dir,
-                                 on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
-            if out.get("interrupted"):
-                raise preemption.Preempted(session.store.folder)
-            folder = session.store.folder
-            # CSV for people (the store's artifact kinds have no CSV); Parquet as the typed artifact
-            atomic_write_text(folder / f"{PER_CLASS}.csv", out["per_class"].to_csv(index=False))
-            # timings and details stay out of summary.json, so a resumed run's summary is identical
-            record = ({"mismatched_clip_labels": data.mismatches, "seconds": out["seconds"],
-                       "validation": out["validation"], "test_views": out["test_views"], "batches": out["batches"]}
-                      | out["criterion"].describe())
-            return active.finish(out["summary"], [
-                Artifact(SCORES, out["scores"]), Artifact(f"{PER_CLASS}.parquet", out["per_class"]),
-                Artifact(layout.CURVES, pd.DataFrame(out["history"])), Artifact("details.json", record),
-                Artifact(MODEL, out["model"].state_dict())])
+    return run_ranked(cfg, FAMILY, _lead, lambda folder: _follow(cfg, folder))
+
+
+def load_inputs(cfg: DictConfig) -> tuple[ak_data.AKData, dict[str, str]]:
+    """The run's data and its inputs (SHA-256 of the annotation files and the CLIP weights)."""
+    data = ak_data.load(cfg.data)
+    inputs = {name: file_sha256(path) for name, path in data.files.items()}
+    return data, inputs | {"clip_weights": file_sha256(cfg.clip.weights)}
+
+
+def _lead(session: RunSession) -> Path:
+    """Rank 0 (or the one process): train, test, write the run."""
+    cfg = session.cfg
+    data, inputs = load_inputs(cfg)
+    labels = {"loss": str(cfg.loss.name), "model": str(cfg.model.name), "template": str(cfg.template)}
+    with session.running(inputs, labels) as active:
+        preemption.install_handlers()
+        out = train_and_test(cfg, data, inputs, session.store.checkpoint_dir,
+                             on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
+        if out.get("interrupted"):
+            raise preemption.Preempted(session.store.folder)
+        folder = session.store.folder
+        # CSV for people (the store's artifact kinds have no CSV); Parquet as the typed artifact
+        atomic_write_text(folder / f"{PER_CLASS}.csv", out["per_class"].to_csv(index=False))
+        # timings and details stay out of summary.json, so a resumed run's summary is identical
+        record = ({"mismatched_clip_labels": data.mismatches, "seconds": out["seconds"],
+                   "validation": out["validation"], "test_views": out["test_views"], "batches": out["batches"]}
+                  | out["criterion"].describe())
+        return active.finish(out["summary"], [
+            Artifact(SCORES, out["scores"]), Artifact(f"{PER_CLASS}.parquet", out["per_class"]),
+            Artifact(layout.CURVES, pd.DataFrame(out["history"])), Artifact("details.json", record),
+            Artifact(MODEL, out["model"].state_dict())])
+
+
+def _follow(cfg: DictConfig, folder: Path) -> None:
+    """A rank > 0: the same training in rank 0's checkpoint folders, writing nothing."""
+    data, inputs = load_inputs(cfg)
+    preemption.install_handlers()
+    if train_and_test(cfg, data, inputs, RunStore(folder).checkpoint_dir, lead=False).get("interrupted"):
+        raise preemption.Preempted(folder)

@@ -75,8 +75,21 @@ class LongTailLoss(nn.Module):
         self.register_buffer("counts", torch.as_tensor(list(counts), dtype=torch.float64), persistent=False)
         self.epochs = int(epochs)
 
+    scale: float | None = None    # the logit scale the head is applied at (None: the checkpoint's)
+
     def forward(self, cos: Tensor, y: Tensor, classifier: Classifier, epoch: int,
                 generator: torch.Generator | None = None) -> Tensor:
+        shift = self.shift(y)
+        return self.from_logits(classifier.logits(cos if shift is None else cos - shift.to(cos.dtype), self.scale),
+                                y, epoch, generator)
+
+    # Training calls the (DDP-wrapped) classifier once for the logits of `cos - shift(y)` at `scale`
+    # and scores them with `from_logits` (docs/ak.md, "Several ranks"); `forward` is the same loss.
+    def shift(self, y: Tensor) -> Tensor | None:
+        """What is subtracted from the cosines before the head (None: nothing)."""
+        return None
+
+    def from_logits(self, z: Tensor, y: Tensor, epoch: int, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
     def describe(self) -> dict[str, str]:
@@ -85,8 +98,8 @@ class LongTailLoss(nn.Module):
 
 
 class BCELoss(LongTailLoss):
-    def forward(self, cos, y, classifier, epoch, generator=None):
-        return bce(classifier.logits(cos), y)
+    def from_logits(self, z, y, epoch, generator=None):
+        return bce(z, y)
 
 
 class FocalLoss(LongTailLoss):
@@ -94,8 +107,8 @@ class FocalLoss(LongTailLoss):
         super().__init__(counts, epochs)
         self.gamma, self.alpha = float(gamma), float(alpha)
 
-    def forward(self, cos, y, classifier, epoch, generator=None):
-        return focal(classifier.logits(cos), y, self.gamma, self.alpha)
+    def from_logits(self, z, y, epoch, generator=None):
+        return focal(z, y, self.gamma, self.alpha)
 
 
 class LDAMDRWLoss(LongTailLoss):
@@ -112,8 +125,10 @@ class LDAMDRWLoss(LongTailLoss):
         """None (= 1) before `drw_start` (0-based epoch), then the class-balanced weights."""
         return None if epoch < self.drw_start else self.weights
 
-    def forward(self, cos, y, classifier, epoch, generator=None):
-        z = classifier.logits(cos - ldam_shift(y, self.margins.to(cos.dtype), self.margin), self.scale)
+    def shift(self, y):
+        return ldam_shift(y, self.margins, self.margin)
+
+    def from_logits(self, z, y, epoch, generator=None):
         weight = self.class_weights(epoch)
         return bce(z, y, None if weight is None else weight.to(z.dtype)[None, :])
 
@@ -130,8 +145,7 @@ class EQLLoss(LongTailLoss):
         self.variant, self.drop_prob = variant, float(drop_prob)
         self.register_buffer("tail", self.counts <= tail_max_count, persistent=False)
 
-    def forward(self, cos, y, classifier, epoch, generator=None):
-        z = classifier.logits(cos)
+    def from_logits(self, z, y, epoch, generator=None):
         drop = None
         if self.variant == "upstream":
             # drawn on the CPU generator the training loop checkpoints, so a resumed run draws the same

@@ -59,16 +59,16 @@ def prompts(template: str, action: Sequence[str], segment: Sequence[str],
 
 @torch.no_grad()
 def text_embeddings(clip: nn.Module, tokenizer, texts: list[str], weights_sha256: str,
-                    cache_dir: str | Path | None = None) -> Tensor:
+                    cache_dir: str | Path | None = None, write: bool = True) -> Tensor:
     """L2-normalised float32 text embeddings [C, D] on the CPU, cached per (weights hash, prompts);
-    the tokens are encoded where `clip` is."""
+    the tokens are encoded where `clip` is. `write=False` (a follower rank) reads the cache, never writes it."""
     key = hashlib.sha256((weights_sha256 + "\n" + "\n".join(texts)).encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"text_{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         return torch.load(path, map_location="cpu")
     tokens = tokenizer(texts).to(next(clip.parameters()).device)
     emb = F.normalize(clip.encode_text(tokens).float(), dim=-1).cpu()
-    if path is not None:
+    if path is not None and write:
         atomic_write(path, lambda p: torch.save(emb, p))
     return emb
 
@@ -169,8 +169,15 @@ class VideoTextClassifier(nn.Module):
     def cosine(self, video_embedding: Tensor) -> Tensor:
         return F.normalize(video_embedding.float(), dim=-1) @ self.text.T
 
-    def forward(self, video: Tensor) -> Tensor:
-        return self.cosine(self.encoder(video))
+    def forward(self, video: Tensor | None = None, *, feats: Tensor | None = None, shift: Tensor | None = None,
+                scale: float | None = None, logits: bool = False) -> Tensor:
+        """cos [B, C] of frames `video` or of cached frame features `feats`; with `logits`, the
+        logits of `cos - shift` at `scale`. Training needs the logits from this one call: under DDP
+        the module is the wrapper, whose forward alone syncs the head's gradients (docs/ak.md)."""
+        cos = self.cosine(self.encoder(video) if feats is None else self.encoder.from_features(feats))
+        if not logits:
+            return cos
+        return self.logits(cos if shift is None else cos - shift.to(cos.dtype), scale)
 
     def from_features(self, feats: Tensor) -> Tensor:
         return self.cosine(self.encoder.from_features(feats))

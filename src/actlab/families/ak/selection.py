@@ -49,11 +49,13 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[list[int], lis
 class BestEpoch:
     """The epoch with the best validation score so far and its weights (a CPU copy)."""
 
-    def __init__(self, folder: str | Path | None, patience: int | None) -> None:
+    def __init__(self, folder: str | Path | None, patience: int | None, write: bool = True) -> None:
+        """`write=False` (a follower rank): read `folder`'s file on resume, never write it; the same
+        validation scores on every rank (evaluate runs on each) give every rank the same choices."""
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 or null, got {patience}")
         self.path = Path(folder) / BEST_FILE if folder is not None else None
-        self.patience = patience
+        self.patience, self.write = patience, write
         self.epoch, self.score, self.state = 0, -math.inf, None
         self.stop_epoch: int | None = None     # the epoch after which patience ran out
         if self.path is not None and self.path.is_file():
@@ -69,7 +71,7 @@ class BestEpoch:
             self.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if self.patience is not None and self.stop_epoch is None and epoch - self.epoch >= self.patience:
             self.stop_epoch, changed = epoch, True
-        if changed and self.path is not None:
+        if changed and self.path is not None and self.write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             record: dict[str, Any] = {"epoch": self.epoch, "score": self.score, "state": copy.copy(self.state),
                                       "stop_epoch": -1 if self.stop_epoch is None else self.stop_epoch}

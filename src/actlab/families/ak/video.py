@@ -98,11 +98,13 @@ class ClipDataset(Dataset):
         x = resize_short(x, self.spec.decode_size).round().clamp(0, 255).to(torch.uint8)
         return x.permute(0, 2, 3, 1).reshape(self.spec.frames, k, *x.shape[2:], 3)
 
-    def fill_cache(self, desc: str, cache_dir: str | Path | None = None, inputs: str = "") -> "ClipDataset":
+    def fill_cache(self, desc: str, cache_dir: str | Path | None = None, inputs: str = "",
+                   write: bool = True) -> "ClipDataset":
         """Decode every clip once, kept in memory as uint8. With `cache_dir`, the decoded clips are
         also a file there, shared by every run of the same clips, view and `inputs` (a digest of
         the annotation files): the first run decodes under a lock, the others load (the tasks of
-        a local sweep start together and would otherwise each decode the whole set)."""
+        a local sweep start together and would otherwise each decode the whole set). `write=False`
+        (a follower rank, which writes nothing): load the file if it is complete, else decode here."""
         if cache_dir is None:
             self.cache = [self.frames(i) for i in tqdm(range(len(self)), desc=desc, leave=False)]
             return self
@@ -111,14 +113,20 @@ class ClipDataset(Dataset):
                                         | ({"views": self.views} if self.views != 1 and not self.train else {}),
                                         sort_keys=True).encode()).hexdigest()
         path = Path(cache_dir) / f"clips_{key[:24]}.pt"
+        if not write:
+            # atomic_write: an existing file is complete
+            return self.fill_cache(desc) if not path.is_file() else self._load(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if path.is_file():
-                self.cache = torch.load(path, weights_only=True)
-                return self
+                return self._load(path)
             self.cache = [self.frames(i) for i in tqdm(range(len(self)), desc=desc, leave=False)]
             atomic_write(path, lambda p: torch.save(self.cache, p))
+        return self
+
+    def _load(self, path: Path) -> "ClipDataset":
+        self.cache = torch.load(path, weights_only=True)
         return self
 
     def __getitem__(self, i: int) -> dict[str, Any]:

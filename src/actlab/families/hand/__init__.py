@@ -22,6 +22,7 @@ def _units(cfg: DictConfig, repo) -> list[str]:
 
 FAMILY = Family(
     name="hand",
+    distributed=True,          # run_ranked: rank 0 writes, the other ranks train their shards (docs/gpu.md)
     config_dir="hand",
     config_name="hand",
     job="actlab.families.hand.job:run",

@@ -97,13 +97,16 @@ def crop_all(root: str | Path, seqs: list[fpha.SequenceRef], joints: np.ndarray,
 
 
 def frame_table(root: str | Path, protocol: str, seqs: list[fpha.SequenceRef], cube_mm: float, size: int,
-                cache_dir: str | Path | None, with_crops: bool = True) -> FrameTable:
-    """The frames of `seqs`, crops from the cache (built on first use; `cache_dir` None: in memory)."""
+                cache_dir: str | Path | None, with_crops: bool = True, write: bool = True) -> FrameTable:
+    """The frames of `seqs`, crops from the cache (built on first use; `cache_dir` None: in memory).
+    `write=False` (a follower rank, which writes nothing): a complete cache is read, else crops in memory."""
     joints, starts = read_joints(root, seqs)
     if not with_crops:
         return FrameTable(seqs, starts, joints, None)
     key = sha256_of({"protocol": protocol, "sequences": [s.path for s in seqs], "cube_mm": float(cube_mm),
                      "size": int(size), "com": "gt_mmcp", "root": str(Path(root).resolve())})[:16]
+    if cache_dir is not None and not write and not (Path(cache_dir) / key / "done.json").is_file():
+        cache_dir = None
     if cache_dir is None:
         crops = np.zeros((len(joints), size, size), np.float16)
         crop_all(root, seqs, joints, starts, cube_mm, size, crops)

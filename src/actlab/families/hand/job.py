@@ -27,11 +27,11 @@ from actlab.families.hand.crop import com_of, standardise, unstandardise
 from actlab.families.hand.data import FrameTable, frame_table, manifest, protocol_split, sha256_of, validation_split
 from actlab.families.hand.metrics import action_summary, joint_errors, pose_summary
 from actlab.families.hand.pca import PCAPrior
-from actlab.families.hand.train import (SequenceDataset, action_scores, centred_gt, one_hot,
+from actlab.families.hand.train import (SequenceDataset, Trained, action_scores, centred_gt, one_hot,
                                         pose_features, predict_pose, train_actions, train_pose)
-from actlab.job import RunSession, file_sha256
+from actlab.job import RunSession, file_sha256, run_ranked
 from actlab.results import layout
-from actlab.results.store import Artifact
+from actlab.results.store import Artifact, RunStore
 
 WEIGHTS, PRIOR = "model.pt", "pca.npz"
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class ProtocolData:
         return self.table.frames_of(seqs)
 
 
-def load_protocol(cfg: DictConfig, with_crops: bool = True) -> ProtocolData:
+def load_protocol(cfg: DictConfig, with_crops: bool = True, write: bool = True) -> ProtocolData:
+    """`write=False` (a follower rank): a missing crop cache is cropped in memory, not written."""
     root, name = Path(cfg.data.root), str(cfg.protocol.name)
     train_all, test = protocol_split(root, name)
     train, val = validation_split(train_all, float(cfg.protocol.val_fraction), int(cfg.seed))
@@ -60,7 +61,7 @@ def load_protocol(cfg: DictConfig, with_crops: bool = True) -> ProtocolData:
         train, val = train_all, test       # the source's protocol: optimistic
     seqs = train_all + test
     table = frame_table(root, name, seqs, float(cfg.crop.cube_mm), int(cfg.crop.size), cfg.data.cache_dir,
-                        with_crops=with_crops)
+                        with_crops=with_crops, write=write)
     return ProtocolData(name, train, val, test, table, sha256_of(manifest(name, seqs, table.starts)))
 
 
@@ -107,11 +108,17 @@ def pose_predictions(data: ProtocolData, frames: np.ndarray, errors: np.ndarray)
     return pd.concat([frame, pd.DataFrame(errors, columns=[f"{j}_mm" for j in fpha.JOINTS])], axis=1)
 
 
+def train_hpe(cfg: DictConfig, data: ProtocolData, state_dir: Path, on_epoch=None,
+              lead: bool = True) -> tuple[PCAPrior, Trained]:
+    """The prior and the trained pose network (every rank: `lead=False` writes nothing)."""
+    prior = fit_prior(cfg, data)
+    return prior, train_pose(cfg, data.table, data.frames(data.train), data.frames(data.val), prior,
+                             state_dir=state_dir, on_epoch=on_epoch, lead=lead)
+
+
 def run_hpe(cfg: DictConfig, data: ProtocolData, state_dir: Path, active) -> tuple[dict, list[Artifact]] | None:
     cube = float(cfg.crop.cube_mm)
-    prior = fit_prior(cfg, data)
-    trained = train_pose(cfg, data.table, data.frames(data.train), data.frames(data.val), prior,
-                         state_dir=state_dir, on_epoch=lambda e, r: active.log(e, r, "epoch"))
+    prior, trained = train_hpe(cfg, data, state_dir, on_epoch=lambda e, r: active.log(e, r, "epoch"))
     if trained.interrupted:
         return None
     test = data.frames(data.test)
@@ -139,11 +146,17 @@ def sequence_set(cfg: DictConfig, data: ProtocolData, seqs: list[fpha.SequenceRe
     return SequenceDataset(feats, [s.label for s in seqs], int(cfg.har.max_frames))
 
 
-def run_har(cfg: DictConfig, data: ProtocolData, state_dir: Path, active) -> tuple[dict, list[Artifact]] | None:
+def train_har(cfg: DictConfig, data: ProtocolData, state_dir: Path, on_epoch=None,
+              lead: bool = True) -> tuple[PCAPrior | None, Trained]:
+    """The prior (PCA input) and the trained action LSTM (every rank: `lead=False` writes nothing)."""
     prior = fit_prior(cfg, data) if cfg.har.input == "pca" else None
     train_set = sequence_set(cfg, data, data.train, prior)
-    trained = train_actions(cfg, train_set, sequence_set(cfg, data, data.val, prior), train_set.x[0].shape[1],
-                            state_dir=state_dir, on_epoch=lambda e, r: active.log(e, r, "epoch"))
+    return prior, train_actions(cfg, train_set, sequence_set(cfg, data, data.val, prior), train_set.x[0].shape[1],
+                                state_dir=state_dir, on_epoch=on_epoch, lead=lead)
+
+
+def run_har(cfg: DictConfig, data: ProtocolData, state_dir: Path, active) -> tuple[dict, list[Artifact]] | None:
+    prior, trained = train_har(cfg, data, state_dir, on_epoch=lambda e, r: active.log(e, r, "epoch"))
     if trained.interrupted:
         return None
     test_set = sequence_set(cfg, data, data.test, prior)
@@ -195,20 +208,38 @@ def run(cfg: DictConfig) -> Path | list[Path]:
         from actlab.families.hand.evaluate import run_eval
 
         return run_eval(cfg)
-    session = RunSession(cfg, FAMILY)
-    with session.lease():
-        if session.store.is_completed():
-            print(f"{session.store.folder}: already completed, nothing to do")
-            return session.store.folder
-        torch.set_num_threads(int(cfg.threads))
-        log.info("hand %s: device %s", task, resolve_device(loop_options(cfg)["device"]))
-        data = load_protocol(cfg, with_crops=task == "hpe")
-        inputs = {"manifest": data.manifest_sha256,
-                  "split_file": file_sha256(Path(cfg.data.root) / fpha.SPLIT_FILE)}
-        labels = {"variant": variant(cfg), "task": task, "role": role(cfg)}
-        with session.running(inputs, labels) as active:
-            preemption.install_handlers()
-            out = (run_hpe if task == "hpe" else run_har)(cfg, data, session.store.checkpoint_dir, active)
-            if out is None:
-                raise preemption.Preempted(session.store.folder)
-            return active.finish(*out)
+    # hpe / har: started as several ranks (torchrun, srun), rank 0 does what one process does, the
+    # others train on their shards of every batch and write nothing (docs/hand.md)
+    return run_ranked(cfg, FAMILY, _lead, lambda folder: _follow(cfg, folder))
+
+
+def _load(cfg: DictConfig, lead: bool = True) -> ProtocolData:
+    torch.set_num_threads(int(cfg.threads))
+    log.info("hand %s: device %s", cfg.task, resolve_device(loop_options(cfg)["device"]))
+    return load_protocol(cfg, with_crops=cfg.task == "hpe", write=lead)
+
+
+def _lead(session: RunSession) -> Path:
+    """Rank 0 (or the one process): train, test, write the run."""
+    cfg = session.cfg
+    task = str(cfg.task)
+    data = _load(cfg)
+    inputs = {"manifest": data.manifest_sha256,
+              "split_file": file_sha256(Path(cfg.data.root) / fpha.SPLIT_FILE)}
+    labels = {"variant": variant(cfg), "task": task, "role": role(cfg)}
+    with session.running(inputs, labels) as active:
+        preemption.install_handlers()
+        out = (run_hpe if task == "hpe" else run_har)(cfg, data, session.store.checkpoint_dir, active)
+        if out is None:
+            raise preemption.Preempted(session.store.folder)
+        return active.finish(*out)
+
+
+def _follow(cfg: DictConfig, folder: Path) -> None:
+    """A rank > 0: the same training in rank 0's checkpoint folder, writing nothing."""
+    data = _load(cfg, lead=False)
+    preemption.install_handlers()
+    _, trained = (train_hpe if str(cfg.task) == "hpe" else train_har)(cfg, data, RunStore(folder).checkpoint_dir,
+                                                                     lead=False)
+    if trained.interrupted:
+        raise preemption.Preempted(folder)

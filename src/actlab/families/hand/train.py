@@ -82,10 +82,13 @@ class Trained:
 def _fit(model: nn.Module, train_set: Dataset, *, epochs: int, batch_size: int, seed: int, lr: float,
          amsgrad: bool, loss_fn, validate: Callable[[nn.Module], dict[str, float]], metric: str, higher: bool,
          patience: int | None, state_dir: Path | None, on_epoch, checkpoint_every: int = 0,
-         collate_fn=None, options: dict[str, Any] | None = None) -> Trained:
-    if state_dir is not None:
+         collate_fn=None, options: dict[str, Any] | None = None, lead: bool = True) -> Trained:
+    """`lead=False` (a rank > 0 of several, docs/hand.md): the same `fit` in rank 0's `state_dir`,
+    writing nothing and selecting nothing. Selection runs in `on_epoch`, on rank 0 only; its patience
+    stop reaches the other ranks through `should_stop`, which the loop agrees over all ranks."""
+    if state_dir is not None and lead:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
-    selection = Selection(Path(state_dir) if state_dir is not None else None, higher, patience)
+    selection = Selection(Path(state_dir) if state_dir is not None and lead else None, higher, patience)
 
     def after_epoch(epoch: int, record: dict[str, float]) -> None:
         selection.update(epoch, record[metric], model)
@@ -98,8 +101,8 @@ def _fit(model: nn.Module, train_set: Dataset, *, epochs: int, batch_size: int, 
         make_optimizer=lambda p: torch.optim.Adam([q for q in p if q.requires_grad], lr=lr, amsgrad=amsgrad),
         loss_fn=loss_fn, evaluate=validate, state_dir=state_dir, on_epoch=after_epoch,
         should_stop=lambda: preemption.requested() or selection.exhausted(), collate_fn=collate_fn)
-    preempted = result.interrupted and preemption.requested()
-    if not preempted:
+    preempted = result.interrupted and preemption.requested_anywhere()
+    if not preempted and lead:
         selection.load_into(model)
     return Trained(model, result.history, int(selection.best["epoch"]), preempted)
 
@@ -156,7 +159,7 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 def train_pose(cfg: Any, table: FrameTable, train_frames: np.ndarray, val_frames: np.ndarray, prior: PCAPrior,
-               *, state_dir: Path | None = None, on_epoch=None) -> Trained:
+               *, state_dir: Path | None = None, on_epoch=None, lead: bool = True) -> Trained:
     """HPE (film off) or FiLM-HPE (film on): MSE in PCA space, Adam, selection on validation mm."""
     film = bool(cfg.film.enabled)
     cube = float(cfg.crop.cube_mm)
@@ -181,7 +184,7 @@ def train_pose(cfg: Any, table: FrameTable, train_frames: np.ndarray, val_frames
                 seed=int(cfg.seed), lr=float(h.lr), amsgrad=False, loss_fn=loss_fn, validate=validate,
                 metric="val/mean_mm", higher=False, patience=int(h.patience) if h.get("patience") else None,
                 state_dir=state_dir, on_epoch=on_epoch, checkpoint_every=int(cfg.get("checkpoint_every") or 0),
-                options=loop_options(cfg))
+                options=loop_options(cfg), lead=lead)
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def action_scores(model: ActionLSTM, dataset: SequenceDataset, batch_size: int =
 
 
 def train_actions(cfg: Any, train_set: SequenceDataset, val_set: SequenceDataset, input_dim: int, *,
-                  state_dir: Path | None = None, on_epoch=None) -> Trained:
+                  state_dir: Path | None = None, on_epoch=None, lead: bool = True) -> Trained:
     """The LSTM on pose sequences: NLL, Adam (amsgrad), selection on validation top-1."""
     torch.manual_seed(int(cfg.seed))
     model = ActionLSTM(input_dim, int(cfg.har.hidden))
@@ -246,4 +249,4 @@ def train_actions(cfg: Any, train_set: SequenceDataset, val_set: SequenceDataset
                 lr=float(h.lr), amsgrad=True, loss_fn=loss_fn, validate=validate, metric="val/top1", higher=True,
                 patience=None, state_dir=state_dir, on_epoch=on_epoch,
                 checkpoint_every=int(cfg.get("checkpoint_every") or 0), collate_fn=collate_sequences,
-                options=loop_options(cfg))
+                options=loop_options(cfg), lead=lead)

@@ -22,6 +22,7 @@ def _units(cfg: DictConfig, repo: Path) -> list[str]:
 
 FAMILY = Family(
     name="zstal",
+    distributed=True,          # run_ranked: rank 0 writes, the other ranks train their shards (docs/gpu.md)
     config_dir="zstal",
     config_name="zstal",
     job="actlab.families.zstal.job:run",

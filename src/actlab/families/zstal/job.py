@@ -25,8 +25,8 @@ from actlab.families.zstal.infer import Classifier, oracle, predict, sliding_pro
 from actlab.families.zstal.matcher import Weights, set_loss
 from actlab.families.zstal.samples import Prepared, collate, prepare
 from actlab.families.zstal.text import class_targets, load_clip, read_descriptions
-from actlab.job import RunSession, file_sha256
-from actlab.results.store import Artifact
+from actlab.job import RunSession, file_sha256, run_ranked
+from actlab.results.store import Artifact, RunStore
 from actlab.train.loop import LoopConfig, fit
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ def train_detector(cfg: DictConfig, model: torch.nn.Module, prepared: Prepared, 
     weights = Weights(**{k: float(v) for k, v in cfg.train.loss.items()})
 
     def loss_fn(model, batch, generator):
-        device = next(model.parameters()).device
-        targets = [t.to(device) for t in batch["targets"]]
-        return set_loss(model(batch["feats"].to(device), batch["mask"].to(device)), targets, weights)
+        # The loop moved the batch (its target list too) to the model's device; under several ranks
+        # `model` is the DDP wrapper, so the loss only calls it (no `model.<attribute>`).
+        return set_loss(model(batch["feats"], batch["mask"]), batch["targets"], weights)
 
     t = cfg.train
     loop = LoopConfig(epochs=int(t.epochs), batch_size=int(t.batch_size), seed=int(cfg.seed),
@@ -119,33 +119,54 @@ def diagnostics(prepared: Prepared, clf: Classifier, thresholds) -> dict[str, fl
 
 
 def run(cfg: DictConfig) -> Path:
+    """One run; started as several ranks (torchrun, srun), rank 0 does what one process does and
+    the others train the detector on their shards of every batch, writing nothing (docs/zstal.md)."""
     from actlab.families.zstal import FAMILY
 
-    session = RunSession(cfg, FAMILY)
-    with session.lease():
-        if session.store.is_completed():
-            print(f"{session.store.folder}: already completed, nothing to do")
-            return session.store.folder
-        torch.set_num_threads(int(cfg.threads))
-        device = resolve_device(loop_options(cfg)["device"])
-        log.info("zstal: device %s", device)
-        prepared = prepare(cfg.data, int(cfg.split_ratio), int(cfg.split_id), cfg.eval.videos,
+    return run_ranked(cfg, FAMILY, _lead, lambda folder: _follow(cfg, folder))
+
+
+def _prepared(cfg: DictConfig) -> tuple[torch.device, Prepared]:
+    """The device and the prepared data, the same on every rank (reads only)."""
+    torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(loop_options(cfg)["device"])
+    log.info("zstal: device %s", device)
+    return device, prepare(cfg.data, int(cfg.split_ratio), int(cfg.split_id), cfg.eval.videos,
                            cfg.data.get("max_videos"))
-        clf, clip_files = classifier(cfg, prepared, device)
-        inputs = {k: file_sha256(p) for k, p in {**prepared.files, **clip_files}.items()}
-        labels = {"dataset": str(cfg.data.name), "kind": str(cfg.data.kind), "split_ratio": str(cfg.split_ratio), "excluded": ",".join(prepared.excluded), "gpu": gpu_model(device)}
-        with session.running(inputs, labels) as active:
-            torch.manual_seed(int(cfg.seed))
-            model = instantiate(cfg.model, in_dim=int(prepared.train.feats[next(iter(prepared.train.feats))].shape[1]))
-            model.to(device)
-            preemption.install_handlers()
-            result = train_detector(cfg, model, prepared, session.store.checkpoint_dir,
-                                    on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
-            if result.interrupted:
-                raise preemption.Preempted(session.store.folder)
-            summary, dets = evaluate_all(cfg, model, prepared, clf)
-            summary |= {"train/loss": float(result.history[-1]["train/loss"]), "train/epochs": float(result.epochs_done)}
-            active.finish(summary, [Artifact("predictions.json", results_json(dets)),
-                                    Artifact("eval_gt.json", gt_json(prepared, cfg.data.test_subset)),
-                                    Artifact("final_model.pt", {k: v.cpu() for k, v in model.state_dict().items()})])
-        return session.store.folder
+
+
+def detector(cfg: DictConfig, prepared: Prepared, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(int(cfg.seed))
+    model = instantiate(cfg.model, in_dim=int(prepared.train.feats[next(iter(prepared.train.feats))].shape[1]))
+    return model.to(device)
+
+
+def _lead(session: RunSession) -> Path:
+    """Rank 0 (or the one process): train, name the proposals, score, write the run."""
+    cfg = session.cfg
+    device, prepared = _prepared(cfg)
+    clf, clip_files = classifier(cfg, prepared, device)
+    inputs = {k: file_sha256(p) for k, p in {**prepared.files, **clip_files}.items()}
+    labels = {"dataset": str(cfg.data.name), "kind": str(cfg.data.kind), "split_ratio": str(cfg.split_ratio), "excluded": ",".join(prepared.excluded), "gpu": gpu_model(device)}
+    with session.running(inputs, labels) as active:
+        model = detector(cfg, prepared, device)
+        preemption.install_handlers()
+        result = train_detector(cfg, model, prepared, session.store.checkpoint_dir,
+                                on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
+        if result.interrupted:
+            raise preemption.Preempted(session.store.folder)
+        summary, dets = evaluate_all(cfg, model, prepared, clf)
+        summary |= {"train/loss": float(result.history[-1]["train/loss"]), "train/epochs": float(result.epochs_done)}
+        return active.finish(summary, [Artifact("predictions.json", results_json(dets)),
+                                       Artifact("eval_gt.json", gt_json(prepared, cfg.data.test_subset)),
+                                       Artifact("final_model.pt", {k: v.cpu() for k, v in model.state_dict().items()})])
+
+
+def _follow(cfg: DictConfig, folder: Path) -> None:
+    """A rank > 0: the same detector training in rank 0's checkpoint folder, writing nothing (the
+    CLIP naming and the scoring after training are rank 0's)."""
+    device, prepared = _prepared(cfg)
+    model = detector(cfg, prepared, device)
+    preemption.install_handlers()
+    if train_detector(cfg, model, prepared, RunStore(folder).checkpoint_dir).interrupted:
+        raise preemption.Preempted(folder)
