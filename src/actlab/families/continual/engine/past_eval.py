@@ -7,7 +7,7 @@ batch contributes its online scores, i.e. the pre-update logits of the online fo
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,9 +41,12 @@ def history_indices(records: Sequence[dict[str, Any]], step: int, window: int | 
 
 
 def evaluate_past(model: nn.Module, fetch: Fetch, records: Sequence[dict[str, Any]], batch: Batch,
-                  online_logits: dict[str, Tensor], tracker: ReexposureForgetting, step: int, last: bool) -> None:
+                  online_logits: dict[str, Tensor], tracker: ReexposureForgetting, step: int, last: bool,
+                  features: Callable[[list[int], bool], Tensor] | None = None) -> None:
     """Feed batch `step` (0-based) to the tracker: its online scores and the updated model's
-    eval-mode scores on the history window. `records`: the loop's per-sample rows so far."""
+    eval-mode scores on the history window. `records`: the loop's per-sample rows so far.
+    `features(chunk, train)`: a fixed backbone's features (engine/feature_cache.py); then only the
+    heads run on each chunk."""
     if step == 0:
         return
     n = len(batch["verb"])
@@ -57,7 +60,8 @@ def evaluate_past(model: nn.Module, fetch: Fetch, records: Sequence[dict[str, An
     device = next(model.parameters(), torch.empty(0)).device
     with torch.no_grad():
         for i in range(0, len(indices), tracker.eval_batch_size):
-            past = fetch(indices[i:i + tracker.eval_batch_size])
-            out = model(past["video"].to(device))
+            chunk = indices[i:i + tracker.eval_batch_size]
+            past = fetch(chunk)
+            out = model.classify(features(chunk, False)) if features is not None else model(past["video"].to(device))
             history += sample_scores(out, torch.as_tensor(past["verb"]), torch.as_tensor(past["noun"]))
     tracker.update(step, current, history, last=last)

@@ -6,6 +6,9 @@ Steps: identity from the config -> the run folder's lease (a completed run is a 
 results written, status.json last (actlab.job). A preemption signal (SIGUSR2/SIGTERM) makes the
 loop write a checkpoint and the job raise `Preempted`; running the same config again resumes.
 Inputs recorded: the stream manifest's and the pretrained checkpoint's SHA-256.
+A run whose backbone stays the initial one (frozen reference, head-only with frozen statistics,
+label window) takes its backbone features from the feature cache under `data.cache_dir` and
+writes what it computed (engine/feature_cache.py, docs/cache.md); the results are the same.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from actlab import device as compute, preemption
 from actlab.families.continual import artifacts
 from actlab.families.continual.data.user_streams import open_user_stream
 from actlab.families.continual.engine.clip_cache import InMemoryClips
+from actlab.families.continual.engine.feature_cache import BackboneFeatures
 from actlab.families.continual.engine.label_mask import apply_mask_unseen, check_mask_config
 from actlab.families.continual.engine.stream_loop import run_stream
 from actlab.families.continual.engine.transfer import StreamEvaluator
@@ -75,6 +79,9 @@ def run(cfg: DictConfig) -> Path:
             metrics = OnlineMetrics(cfg.data.num_verbs, cfg.data.num_nouns)
             tracker = ReexposureForgetting(**cfg.forgetting) if cfg.past_eval_every else None
             dataset = InMemoryClips(stream.dataset) if cfg.cache_clips else stream.dataset
+            # the initial backbone's features; the loop uses them only if the backbone stays fixed
+            features = BackboneFeatures(model, dataset, stream.sha256, cfg.data.get("cache_dir"),
+                                        placement.device, placement.precision)
             preemption.install_handlers()
             result = run_stream(
                 model, method, dataset, metrics=metrics, seed=identity.seed,
@@ -82,7 +89,7 @@ def run(cfg: DictConfig) -> Path:
                 checkpoint_dir=store.checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
                 past_eval_every=cfg.past_eval_every, tracker=tracker,
                 num_workers=placement.workers, on_batch=active.log, device=placement.device,
-                precision=placement.precision, prefetch_factor=placement.prefetch_factor)
+                precision=placement.precision, prefetch_factor=placement.prefetch_factor, features=features)
             if result.interrupted:
                 raise preemption.Preempted(store.folder)
             summary = dict(result.summary) | {k: v for k, v in stats.items() if k.startswith("stream/")}
@@ -91,24 +98,27 @@ def run(cfg: DictConfig) -> Path:
                        Artifact(artifacts.FORGETTING, result.forgetting),
                        Artifact(artifacts.FINAL_MODEL, model.state_dict())]
             if cfg.hindsight:
-                own = hindsight(cfg, model, method, stream, dataset, placement)
+                own = hindsight(cfg, model, method, stream, dataset, placement, features)
                 summary |= own
                 if method.transferable:
                     # The own-stream entry of the transfer matrix (its diagonal) comes for free.
                     outputs.append(Artifact(artifacts.transfer(identity.unit), {
                         "model_user": identity.unit, "stream_user": identity.unit, "stream_sha256": stream.sha256,
                         "metrics": {k.replace("hindsight/", "transfer/", 1): v for k, v in own.items()}}))
+            if features.still_valid():
+                features.save()     # whatever this run computed, for the next run of this backbone
             return active.finish(summary, outputs)
 
 
 def hindsight(cfg: DictConfig, model: torch.nn.Module, method: Any, stream: Any,
-              dataset: Any, placement: compute.Compute) -> dict[str, float]:
-    """Final model (eval mode) on the whole own stream, in stream order -> `hindsight/*` metrics."""
+              dataset: Any, placement: compute.Compute, features: Any = None) -> dict[str, float]:
+    """Final model (eval mode) on the whole own stream, in stream order -> `hindsight/*` metrics.
+    `features`: the initial backbone's feature cache, used when the final backbone is still it."""
     own = method.hindsight_predict(model, len(stream.clips))
     if own is None:
         evaluator = StreamEvaluator(cfg.data.batch_size, placement.workers, cache_features=False,
                                     device=placement.device, precision=placement.precision)
-        return evaluator.evaluate(model, stream.sha256, dataset, prefix="hindsight")
+        return evaluator.evaluate(model, stream.sha256, dataset, prefix="hindsight", fixed=features)
     verb_y = torch.tensor([c.verb_label for c in stream.clips])
     noun_y = torch.tensor([c.noun_label for c in stream.clips])
     return score(own["verb"], own["noun"], verb_y, noun_y, prefix="hindsight")

@@ -19,6 +19,10 @@ per-batch host read is the online metrics' (they record every sample's predictio
 State is checkpointed at batch boundaries every `checkpoint_every` batches and when
 `should_stop()` becomes true (then the loop returns `interrupted=True`). A loop started with a
 checkpoint present continues from it and gives the same records as an uninterrupted run.
+Fixed backbone (`features`, engine/feature_cache.py): when no forward of the run can change the
+backbone (`fixed_backbone`), every backbone forward (online, update, past evaluation) takes its
+chunk's features from `features` and only the heads run; the loop then reads labels, not video.
+A method that never forwards the network (label window) without past evaluation reads no video.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from actlab.families.continual.engine.feature_cache import BackboneFeatures, LabelsOnly, fixed_backbone
 from actlab.families.continual.engine.past_eval import evaluate_past
 from actlab import device as compute, preemption, resumable as checkpoint
 from actlab.families.continual.methods.base import Batch, Forward, Method
@@ -66,11 +71,13 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
                should_stop: Callable[[int], bool] | None = None,
                on_batch: Callable[[int, dict[str, float]], None] | None = None,
                device: torch.device | str | None = None, precision: str = "fp32",
-               prefetch_factor: int | None = None) -> LoopResult:
+               prefetch_factor: int | None = None, features: BackboneFeatures | None = None) -> LoopResult:
     """Run `method` over `dataset` (a map-style stream) from the start or from a checkpoint.
 
     `should_stop(batches_done)`: checked at each batch boundary (default: a preemption signal).
     `device`: auto | cpu | cuda[:i] or a torch.device (None: where the model is).
+    `features`: the initial backbone's features (engine/feature_cache.py), used only if the run
+    turns out to have a fixed backbone.
     """
     if online_forward not in FORWARD_MODES:
         raise ValueError(f"online_forward must be one of {FORWARD_MODES}, got {online_forward!r}")
@@ -113,6 +120,19 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
         records, start = state["records"], state["batches_done"]
         if state["order"] != order:
             raise RuntimeError(f"checkpoint in {checkpoint_dir} was written for another sample order")
+    if features is not None and not (features.model is model and features.still_valid()
+                                     and fixed_backbone(model, method, optimizer is not None, online_forward)):
+        features = None
+    if (features is not None or (not method.uses_video and not past_eval_every)) and hasattr(dataset, "stream_labels"):
+        # nothing reads the video but a cache miss, which `features` decodes itself
+        dataset = LabelsOnly(dataset)
+        fetch = fetcher(dataset, device)
+
+    def supply(batch: Batch, train: bool) -> Batch:
+        # the chunk's backbone features for the forward about to run (same mode, same rows)
+        if features is not None and method.uses_video:
+            batch["features"] = features(batch["index"].tolist(), train)
+        return batch
 
     def save(done: int) -> None:
         if checkpoint_dir is None:
@@ -142,12 +162,12 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
         if optimizer is not None and online_forward == "train":
             _set_mode(model, True)
             with cast:
-                first = method.train_forward(model, batch, fetch)
+                first = method.train_forward(model, supply(batch, True), fetch)
             logits = {k: v.detach() for k, v in first.logits.items()}
         else:
             _set_mode(model, online_forward == "train")
             with torch.no_grad(), cast:
-                logits = method.online_predict(model, batch)
+                logits = method.online_predict(model, supply(batch, online_forward == "train"))
         rec = metrics.update(logits["verb"], logits["noun"], labels["verb"], labels["noun"])
         # (2) update; inner iterations after the first forward again
         if optimizer is not None:
@@ -155,7 +175,7 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
             for _ in range(method.inner_loop_iters):
                 if first is None:
                     with cast:
-                        first = method.train_forward(model, batch, fetch)
+                        first = method.train_forward(model, supply(batch, True), fetch)
                 step, first = first, None
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(step.loss).backward()
@@ -170,7 +190,8 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
         # (3) past samples
         if past_eval_every and done % past_eval_every == 0:
             with cast:
-                evaluate_past(model, fetch, records, batch, logits, tracker, done - 1, last=done == len(batches))
+                evaluate_past(model, fetch, records, batch, logits, tracker, done - 1, last=done == len(batches),
+                              features=features)
         if on_batch is not None:
             on_batch(done, metrics.compute())
         last = done == len(batches)

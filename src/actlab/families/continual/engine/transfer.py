@@ -8,7 +8,9 @@ backbone changed in any way can never receive another model's features. A frozen
 head-only finetuned model keeps the pretrained backbone bit-identical only with
 `method.backbone_bn: frozen` (the frozen network also with `online_forward: eval`); by default
 (`adapt`, upstream) its train-mode forwards move the batch-norm statistics, so each such model has
-its own backbone and its own feature pass.
+its own backbone and its own feature pass. `fixed` (the feature cache's `BackboneFeatures`,
+engine/feature_cache.py) supplies the features of a backbone still equal to its run's initial one
+from disk, across jobs and sweeps.
 """
 from __future__ import annotations
 
@@ -41,10 +43,20 @@ class StreamEvaluator:
         self._cache: dict[tuple[str, str], tuple[Tensor, Tensor, Tensor]] = {}
         self.feature_passes = 0      # how many times a stream's clips went through a backbone
 
-    def _features(self, model: nn.Module, stream_key: str, dataset: Dataset) -> tuple[Tensor, Tensor, Tensor]:
-        key = (stream_key, backbone_hash(model)) if self.cache_features else None
+    def _features(self, model: nn.Module, stream_key: str, dataset: Dataset,
+                  fixed: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+        state = backbone_hash(model) if self.cache_features or fixed is not None else None
+        key = (stream_key, state) if self.cache_features else None
         if key is not None and key in self._cache:
             return self._cache[key]
+        if fixed is not None and fixed.state == state and fixed.still_valid() and hasattr(dataset, "stream_labels"):
+            # the feature cache (engine/feature_cache.py): the same chunks as the loader's below
+            device = self._place(model)
+            labels = torch.tensor(dataset.stream_labels(), dtype=torch.long).reshape(-1, 2)
+            out = (fixed.stream(self.batch_size).to(device), labels[:, 0], labels[:, 1])
+            if key is not None:
+                self._cache[key] = out
+            return out
         device = self._place(model)
         loader = DataLoader(dataset, batch_size=self.batch_size, **compute.loader_options(device, self.num_workers))
         feats, verbs, nouns = [], [], []
@@ -67,8 +79,10 @@ class StreamEvaluator:
             model.to(self.device)
         return self.device
 
-    def logits(self, model: nn.Module, stream_key: str, dataset: Dataset) -> dict[str, Tensor]:
-        feats, verb, noun = self._features(model, stream_key, dataset)
+    def logits(self, model: nn.Module, stream_key: str, dataset: Dataset, fixed: Any = None) -> dict[str, Tensor]:
+        """`fixed`: the feature cache's `BackboneFeatures` of this model's backbone on this stream
+        (used only while it still holds that backbone)."""
+        feats, verb, noun = self._features(model, stream_key, dataset, fixed)
         device = self._place(model)
         model.eval()
         with torch.no_grad(), compute.autocast(device, self.precision):
@@ -76,6 +90,6 @@ class StreamEvaluator:
         return {"verb": out["verb"], "noun": out["noun"], "verb_y": verb, "noun_y": noun}
 
     def evaluate(self, model: nn.Module, stream_key: str, dataset: Dataset,
-                 prefix: str = "hindsight") -> dict[str, Any]:
-        o = self.logits(model, stream_key, dataset)
+                 prefix: str = "hindsight", fixed: Any = None) -> dict[str, Any]:
+        o = self.logits(model, stream_key, dataset, fixed)
         return score(o["verb"], o["noun"], o["verb_y"], o["noun_y"], prefix=prefix)

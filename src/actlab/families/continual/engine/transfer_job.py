@@ -10,12 +10,15 @@ included: a frozen network or head-only finetuning with `method.backbone_bn: fro
 default `adapt` the statistics differ per run) share the stream's backbone features through
 `StreamEvaluator`; `batch_models: true` runs all backbones of an architecture in one vmapped call
 per batch instead (`batched_eval`: measured 2.2x slower than one model at a time on CPU,
-benchmarks/bench_transfer.py; meant for GPUs).
+benchmarks/bench_transfer.py; meant for GPUs). A model whose backbone is still its run's
+pretrained one reads (and writes) that backbone's features in the feature cache under the run's
+`data.cache_dir` (engine/feature_cache.py), shared with later transfer jobs; not with batch_models.
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 import yaml
@@ -28,9 +31,10 @@ from actlab.families.continual.data.user_streams import open_user_stream
 from actlab.families.continual.engine.batched_eval import MultiModelEvaluator
 from actlab.families.continual.engine.clip_cache import InMemoryClips
 from actlab.families.continual.engine.label_mask import apply_mask_unseen
-from actlab.families.continual.engine.transfer import StreamEvaluator
+from actlab.families.continual.engine.feature_cache import BackboneFeatures
+from actlab.families.continual.engine.transfer import StreamEvaluator, backbone_hash
 from actlab.families.continual import artifacts
-from actlab.families.continual.models.weights import load_state
+from actlab.families.continual.models.weights import load_checkpoint, load_state
 from actlab.results import layout
 from actlab.results.store import Artifact, RunRecord, RunStore, iter_runs
 
@@ -54,6 +58,19 @@ def latest_runs(records: list[RunRecord]) -> list[RunRecord]:
     return list(best.values())
 
 
+def pretrained_backbone(run_cfg: DictConfig, known: dict[tuple[str, str], str | None]) -> str | None:
+    """State hash of the backbone a run started from (its model config and `paths.pretrained`);
+    None when the weights file is gone (its models then simply do not use the feature cache)."""
+    key = (OmegaConf.to_yaml(run_cfg.model), str(run_cfg.paths.pretrained))
+    if key not in known:
+        known[key] = None
+        if Path(key[1]).is_file():
+            model = instantiate(run_cfg.model)
+            load_checkpoint(model, key[1])
+            known[key] = backbone_hash(model)
+    return known[key]
+
+
 def run(cfg: DictConfig) -> int:
     """Evaluate the missing (model, stream) pairs; returns how many were computed."""
     if cfg.mode not in MODES:
@@ -71,11 +88,13 @@ def run(cfg: DictConfig) -> int:
                                 device=placement.device, precision=placement.precision)
     batched = (MultiModelEvaluator(cfg.batch_size, placement.workers, device=placement.device,
                                    precision=placement.precision) if cfg.batch_models else None)
+    pretrained: dict[tuple[str, str], str | None] = {}   # (model config, weights file) -> backbone state hash
     done = 0
     for group, all_records in sorted(groups.items()):
         records = latest_runs(all_records)
         # stream user -> the (model run, model, target run) pairs still missing for that stream
         pending: dict[str, list[tuple[RunRecord, torch.nn.Module, RunRecord]]] = defaultdict(list)
+        fixed: set[int] = set()     # ids of the models whose backbone is still the pretrained one
         data_cfg = None
         for model_run in sorted(records, key=lambda r: r.identity.unit):
             run_cfg = _run_config(model_run)
@@ -94,6 +113,8 @@ def run(cfg: DictConfig) -> int:
                 raise DataError(f"{model_run.folder / layout.CONFIG}: no `mask_unseen` key (a run from before "
                                 f"unseen-class masking); run its stream again")
             apply_mask_unseen(model, run_cfg)
+            if backbone_hash(model) == pretrained_backbone(run_cfg, pretrained):
+                fixed.add(id(model))
             data_cfg = run_cfg.data
             for target in todo:
                 pending[target.identity.unit].append((model_run, model, target))
@@ -109,7 +130,14 @@ def run(cfg: DictConfig) -> int:
             if batched is not None:
                 results = batched.evaluate(models, clips, prefix="transfer")
             else:
-                results = [evaluator.evaluate(m, stream.sha256, clips, prefix="transfer") for m in models]
+                # a fixed backbone's features come from (and go to) the feature cache under data.cache_dir
+                cached = [BackboneFeatures(m, clips, stream.sha256, data_cfg.get("cache_dir"), placement.device,
+                                           placement.precision) if id(m) in fixed else None for m in models]
+                results = [evaluator.evaluate(m, stream.sha256, clips, prefix="transfer", fixed=f)
+                           for m, f in zip(models, cached)]
+                for f in cached:
+                    if f is not None:
+                        f.save()
             for (model_run, _, _), metrics in zip(pairs, results):
                 RunStore(model_run.folder).write(Artifact(artifacts.transfer(user), {
                     "model_user": model_run.identity.unit, "stream_user": user,

@@ -44,6 +44,14 @@ def cross_entropy(logits: dict[str, Tensor], batch: Batch, reduction: str = "mea
             + nn.functional.cross_entropy(logits["noun"], batch["noun"], reduction=reduction))
 
 
+def network(model: nn.Module, batch: Batch) -> dict[str, Tensor]:
+    """The model's forward on the batch: its heads on the batch's backbone features when the loop
+    supplied them (a fixed backbone, engine/feature_cache.py), else the full forward of its video."""
+    if "features" in batch:
+        return model.classify(batch["features"])
+    return model(batch["video"])
+
+
 def freeze_module(module: nn.Module, backbone_bn: str = "adapt") -> None:
     """No gradients for `module`. With `backbone_bn: frozen` its batch-norm layers also stop
     tracking running statistics (a train-mode forward still normalises with the batch statistics,
@@ -67,6 +75,12 @@ class Method:
     # True for methods that read every sample's labels before the first batch (upstream's
     # hindsight label-window predictor): the loop then calls `see_stream_labels` once.
     needs_stream_labels: bool = False
+    # False for methods that never forward the network on the stream's video (label window): the
+    # loop then reads no video unless past evaluation needs it.
+    uses_video: bool = True
+    # True when every network forward sees only the batch itself (not replay's batch + memory), so
+    # with a fixed backbone its features can come from the feature cache (engine/feature_cache.py).
+    batch_only_forwards: bool = True
 
     def __init__(self, name: str | None = None, inner_loop_iters: int = 1,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
@@ -104,7 +118,7 @@ class Method:
 
     # -- per batch ----------------------------------------------------------------------------
     def online_predict(self, model: nn.Module, batch: Batch) -> dict[str, Tensor]:
-        return model(batch["video"])
+        return network(model, batch)
 
     def train_forward(self, model: nn.Module, batch: Batch, fetch: Fetch) -> Forward:
         raise NotImplementedError(f"method {self.name!r} has trainable parameters but no update")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from actlab.families.continual.methods.base import Batch, Fetch, Forward, Method, cross_entropy, freeze_module
+from actlab.families.continual.methods.base import Batch, Fetch, Forward, Method, cross_entropy, freeze_module, network
 
 NESTEROV = ("auto", True, False)
 
@@ -54,5 +54,5 @@ class Finetune(Method):
         return self.optimizer_factory(params, nesterov=self.nesterov) if params else None
 
     def train_forward(self, model: nn.Module, batch: Batch, fetch: Fetch) -> Forward:
-        logits = model(batch["video"])
+        logits = network(model, batch)
         return Forward(logits, cross_entropy(logits, batch))

@@ -55,6 +55,7 @@ def window_logits(window: Sequence[int], num_classes: int, tie_break: str = "low
 class LabelWindow(Method):
     name = "label_window"
     transferable = False
+    uses_video = False
 
     def __init__(self, window: int = 4, variant: str = "batched", tie_break: str = "lowest", **kw) -> None:
         super().__init__(**kw)

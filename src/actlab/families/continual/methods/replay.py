@@ -25,6 +25,7 @@ EMPTY_MEMORY_LOSS = ("half", "new_only")
 
 class Replay(Finetune):
     name = "replay"
+    batch_only_forwards = False     # its updates forward the batch together with memory samples
 
     def __init__(self, memory_size: int | str = 64, storage_policy: str = "reservoir",
                  empty_memory_loss: str = "half", **kw) -> None:
