@@ -118,3 +118,30 @@ def test_evaluation_runs_on_the_models_device_and_gives_the_cpu_scores(fake_cuda
     assert checked["batches"] == 3
     for a, b in zip(cpu, gpu):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keeping_the_used_token_rows_changes_neither_outputs_nor_gradients():
+    """The tower keeps only its class names' token rows (a smaller checkpoint and optimizer step):
+    the same pooled embeddings and states, and the kept rows get the full table's gradients."""
+    import copy
+
+    torch.manual_seed(0)
+    tower = TextTower(width=32, layers=1, heads=2, context_length=16, embed_dim=32)
+    full = copy.deepcopy(tower)
+    tokens = tower.tokenize(NAMES)
+    state = torch.get_rng_state()
+    kept = tower.keep_tokens(tokens)
+    assert torch.equal(torch.get_rng_state(), state)          # no draw: the rest of the model is built as before
+    used = torch.unique(tokens)
+    assert tower.token_embedding.weight.shape == (len(used), 32) and len(used) < 100
+    assert torch.equal(kept.argmax(-1), tokens.argmax(-1))     # the end-of-text token is still the largest
+    out, ref = tower(kept), full(tokens)
+    for a, b in zip(out, ref):
+        assert torch.equal(a, b)
+    out[0].square().sum().backward()
+    ref[0].square().sum().backward()
+    assert torch.equal(tower.token_embedding.weight.grad, full.token_embedding.weight.grad[used])
+    assert not full.token_embedding.weight.grad[~torch.isin(torch.arange(49408), used)].any()
+    frozen = copy.deepcopy(full).requires_grad_(False)
+    frozen.keep_tokens(tokens)
+    assert not frozen.token_embedding.weight.requires_grad

@@ -62,6 +62,9 @@ class LoopConfig:
     device: str | None = None          # auto | cpu | cuda | cuda:<i>; None = where the model already is
     deterministic: bool | None = None  # True: deterministic kernels; False: cuDNN benchmark; None: as set
     prefetch_factor: int | None = None # batches each loader worker prepares ahead (None: torch's 2)
+    # DDP sends rank 0's buffers (BatchNorm statistics) to every rank before each forward; False
+    # where that traffic is large and the ranks keep equal buffers themselves (a momentum queue)
+    broadcast_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -161,7 +164,8 @@ def fit(model: nn.Module, train_set: Dataset, *, config: LoopConfig,
     trained: nn.Module = model
     control = None
     if distributed:
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                                      broadcast_buffers=config.broadcast_buffers)
         # Stop decisions and checkpoint gathering are CPU-side; a gloo group keeps them off the GPU stream.
         control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     optimizer = make_optimizer(model.parameters())

@@ -5,6 +5,7 @@ matches its class name: CE baseline, ITC, ITC+ITM (hard negatives), ITC+momentum
 Job: `job.py` (jobs/skel.py); unit: the benchmark split (`ntu60_xsub`, ..., `ntutoy_xsub`); the
 seeds are the replicates within it. Before the arrays, a step writes the embedded `ntutoy` set when
 an experiment reads it and it is missing. Report: Table 1 (top-1 per split), Tables 2-3 (`report.py`).
+Data-parallel: a run may be several ranks (`resources.tasks_per_node`; rank 0 writes, docs/skel.md).
 """
 from __future__ import annotations
 
@@ -39,4 +40,5 @@ FAMILY = Family(
     steps=(PipelineStep("ntutoy", "jobs/skel.py", args=lambda experiment, cfg: [f"experiment={experiment}",
                                                                               "prepare=true"],
                         enabled=_generates, before=True, gpus=False),),
+    distributed=True,        # job.run: actlab.job.run_ranked, the step a TrainStep module DDP wraps
 )

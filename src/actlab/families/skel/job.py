@@ -3,9 +3,12 @@
 `run(cfg)` (jobs/skel.py, the launcher): load the split's train and val ("val" is the test split)
 annotations -> the variant's model -> `actlab.train.loop.fit` (checkpoints at step boundaries;
 SIGUSR2/SIGTERM -> checkpoint -> requeue; the model's state_dict carries the momentum model, the
-queues with labels and pointer, the step counter) -> test-split scores after every epoch -> the run
-folder: summary.json, predictions.parquet, scores.npy, curves.parquet. `prepare(cfg)` is the
-pipeline's step before the arrays: it writes the embedded `ntutoy` set when it is missing.
+queues with labels and pointer, the step counter) -> test-split scores every `eval_every` epochs ->
+the run folder: summary.json, predictions.parquet, scores.npy, curves.parquet, model.pt. As several
+ranks (torchrun/srun, `resources.tasks_per_node`; `actlab.job.run_ranked`) rank 0 does all of that
+and the others train on their shards of each global batch, score nothing and write nothing
+(docs/skel.md). `prepare(cfg)` is the pipeline's step before the arrays: it writes the embedded
+`ntutoy` set when it is missing.
 """
 from __future__ import annotations
 
@@ -19,20 +22,19 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from actlab.device import loop_options
 from actlab import preemption, resumable
 from actlab.atomic import atomic_write
-from actlab.device import resolve_device
+from actlab.device import loop_options, ranks_from_env, resolve_device
 from actlab.errors import DataError
 from actlab.families.skel import ntutoy
 from actlab.families.skel.data import TestClips, TrainClips, load_split
 from actlab.families.skel.model import VARIANTS, CEModel, ModelConfig, SkelTextModel
 from actlab.families.skel.pipeline import PipelineConfig
 from actlab.families.skel.text import TextTower
-from actlab.families.skel.train import make_optimizer, metrics_of, step_loss, test_scores, warmup_cosine
-from actlab.job import RunSession, file_sha256
+from actlab.families.skel.train import TrainStep, make_optimizer, metrics_of, test_scores, warmup_cosine
+from actlab.job import RunSession, file_sha256, run_ranked
 from actlab.results import layout
-from actlab.results.store import Artifact
+from actlab.results.store import Artifact, RunStore
 from actlab.train.loop import LoopConfig, fit
 
 SCORES = "scores.npy"
@@ -94,11 +96,14 @@ def build_model(cfg: DictConfig, class_names: list[str]) -> nn.Module:
 
 
 def train_and_test(cfg: DictConfig, train_samples: list, val_samples: list, class_names: list[str],
-                   state_dir: Path | None, on_epoch=None) -> dict[str, Any]:
-    """Train the variant, test after every epoch; {"interrupted": True} when preempted."""
+                   state_dir: Path | None, on_epoch=None, score: bool = True) -> dict[str, Any]:
+    """Train the variant, scoring the test split every `eval_every` epochs and after the last (only
+    with `score`: a follower rank scores nothing); {"interrupted": True} when preempted."""
     options = loop_options(cfg)
-    log.info("skel: device %s (device=%s, precision=%s)", resolve_device(options["device"]),
-             options["device"], options["precision"])
+    device = resolve_device(options["device"])
+    log.info("skel: device %s (device=%s, precision=%s)", device, options["device"], options["precision"])
+    if device.type == "cpu":
+        _keep_freed_memory()
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg, class_names)
     pcfg = pipeline_config(cfg.pipeline)
@@ -112,38 +117,63 @@ def train_and_test(cfg: DictConfig, train_samples: list, val_samples: list, clas
         raise ValueError(f"model.queue_size={cfg.model.queue_size} is not a multiple of batch_size={bs}")
     loop = LoopConfig(epochs=int(cfg.epochs), batch_size=bs, seed=int(cfg.seed),
                       checkpoint_every=int(cfg.get("checkpoint_every") or 0), num_workers=int(cfg.num_workers),
-                      drop_last=True, grad_clip=float(cfg.grad_clip) if cfg.grad_clip else None, **options)
+                      drop_last=True, grad_clip=float(cfg.grad_clip) if cfg.grad_clip else None,
+                      # every rank enqueues the same gathered batch, so the queues (128 MB at K=65,536)
+                      # are equal without DDP re-sending them each step; rank 0's BN statistics are
+                      # the ones checkpointed and scored either way
+                      broadcast_buffers=False, **options)
     steps_per_epoch = len(train_set) // bs
+    trained = TrainStep(model, steps_per_epoch, float(cfg.alpha))
     evaluated: dict[str, Any] = {}
 
     epochs, eval_every = int(cfg.epochs), int(cfg.get("eval_every") or 1)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        done = train_set.epoch + 1       # the epoch just trained (epoch_done advances it after this)
-        if done % eval_every and done < epochs:
-            return {}                    # the toy scores every `eval_every` epochs and the last
         scores, scores_tau, labels = test_scores(model, test_set, int(cfg.eval_batch_size), int(cfg.num_workers))
         evaluated.update(scores=scores, scores_tau=scores_tau, labels=labels, step=_step(model))
         extra = {} if isinstance(model, CEModel) else {"tau": float(model.temp.detach()),
                                                        "itm_skips": float(model.itm_skips)}
         return metrics_of(scores, labels) | {"val/top1_tau": metrics_of(scores_tau, labels)["val/top1"]} | extra
 
-    def epoch_done(epoch: int, record: dict[str, float]) -> None:
-        train_set.epoch = epoch       # the next epoch's augmentation
-        if on_epoch is not None:
-            on_epoch(epoch, record)
+    def epoch_end(_: nn.Module) -> dict[str, float]:
+        """fit's `evaluate`, which runs on every rank (its on_epoch only on rank 0): the next epoch's
+        augmentation, then the test scores when due."""
+        done = train_set.epoch + 1       # the epoch just trained
+        train_set.epoch = done
+        if not score or (done % eval_every and done < epochs):
+            return {}                    # the toy scores every `eval_every` epochs and the last
+        return evaluate(model)
 
-    result = fit(model, train_set, config=loop, make_optimizer=lambda _: make_optimizer(model, cfg.loss.optimizer),
+    result = fit(trained, train_set, config=loop, make_optimizer=lambda _: make_optimizer(model, cfg.loss.optimizer),
                  make_scheduler=lambda opt, per_epoch, total: torch.optim.lr_scheduler.LambdaLR(
                      opt, warmup_cosine(int(cfg.warmup_epochs) * per_epoch, total)),
-                 loss_fn=lambda m, batch, g: step_loss(m, batch, g, steps_per_epoch, float(cfg.alpha)),
-                 evaluate=evaluate, state_dir=state_dir, on_epoch=epoch_done)
+                 loss_fn=lambda step, batch, g: step(batch, g), evaluate=epoch_end, state_dir=state_dir,
+                 on_epoch=on_epoch)
+    ranks = ranks_from_env()
+    if ranks.world_size > 1:     # each rank's share of the global batches, in the task's log
+        print(f"skel: rank {ranks.rank} of {ranks.world_size} trained {trained.steps} steps on "
+              f"{trained.samples} samples", flush=True)
     if result.interrupted:
         return {"interrupted": True}
-    if evaluated.get("step") != _step(model):     # resumed after the last evaluation: score again
+    if score and evaluated.get("step") != _step(model):     # resumed after the last evaluation: score again
         model.eval()
         evaluate(model)
     return {"model": model, "history": result.history, **evaluated}
+
+
+def _keep_freed_memory() -> None:
+    """glibc's allocator: serve blocks up to 1 GiB from the heap and keep what is freed (mmap and trim
+    thresholds). By default every activation-sized CPU tensor is mmap'd and unmapped again, so each
+    step faults its pages back in: 1.5 million page faults and 5 s of system time in a toy ITC run,
+    1.3 s with this (docs/skel.md, Speed). The process keeps its peak memory instead. No-op off glibc."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)       # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)       # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _step(model: nn.Module) -> int:
@@ -165,34 +195,49 @@ def summarize(history: list[dict], scores: np.ndarray, labels: np.ndarray) -> di
 
 
 def run(cfg: DictConfig) -> Path:
+    """One run, as one process or as the ranks torchrun/srun started (`actlab.job.run_ranked`)."""
     from actlab.families.skel import FAMILY
 
     if cfg.get("split") is None:
         raise ValueError("skel config: `split` must be set (e.g. split=ntutoy_xsub)")
-    session = RunSession(cfg, FAMILY)
-    with session.lease():
-        if session.store.is_completed():
-            print(f"{session.store.folder}: already completed, nothing to do")
-            return session.store.folder
-        torch.set_num_threads(int(cfg.threads))
-        ds, protocol = dataset_of(cfg, str(cfg.split))
-        train = load_split(ds.pickle, f"{protocol}_train", ds.labels)
-        val = load_split(ds.pickle, f"{protocol}_val", ds.labels)
-        inputs = {"pickle": file_sha256(ds.pickle), "labels": file_sha256(ds.labels)}
-        if cfg.loss.name != "ce" and cfg.text.pretrained:
-            inputs["clip_text_weights"] = file_sha256(cfg.paths.clip_text_weights)
-        with session.running(inputs, labels={"variant": str(cfg.loss.name)}) as active:
-            preemption.install_handlers()
-            out = train_and_test(cfg, train.samples, val.samples, train.class_names,
-                                 session.store.checkpoint_dir,
-                                 on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
-            if out.get("interrupted"):
-                raise preemption.Preempted(session.store.folder)
-            scores, labels = out["scores"], out["labels"]
-            summary = summarize(out["history"], scores, labels)
-            preds = pd.DataFrame({"frame_dir": [s.frame_dir for s in val.samples], "label": labels,
-                                  "pred": scores.argmax(1), "score_true": scores[np.arange(len(labels)), labels]})
-            atomic_write(session.store.folder / SCORES, lambda p: _save_npy(p, scores))   # [N, L]
-            return active.finish(summary, [Artifact("predictions.parquet", preds),
-                                           Artifact(layout.CURVES, pd.DataFrame(out["history"])),
-                                           Artifact("model.pt", out["model"].state_dict())])
+    return run_ranked(cfg, FAMILY, lambda session: _lead(cfg, session), lambda folder: _follow(cfg, folder))
+
+
+def _splits(cfg: DictConfig):
+    ds, protocol = dataset_of(cfg, str(cfg.split))
+    return ds, load_split(ds.pickle, f"{protocol}_train", ds.labels), load_split(ds.pickle, f"{protocol}_val", ds.labels)
+
+
+def _lead(cfg: DictConfig, session: RunSession) -> Path:
+    """Rank 0 (or the one process): train, score, write the run."""
+    torch.set_num_threads(int(cfg.threads))
+    ds, train, val = _splits(cfg)
+    inputs = {"pickle": file_sha256(ds.pickle), "labels": file_sha256(ds.labels)}
+    if cfg.loss.name != "ce" and cfg.text.pretrained:
+        inputs["clip_text_weights"] = file_sha256(cfg.paths.clip_text_weights)
+    with session.running(inputs, labels={"variant": str(cfg.loss.name)}) as active:
+        preemption.install_handlers()
+        out = train_and_test(cfg, train.samples, val.samples, train.class_names,
+                             session.store.checkpoint_dir,
+                             on_epoch=lambda epoch, record: active.log(epoch, record, "epoch"))
+        if out.get("interrupted"):
+            raise preemption.Preempted(session.store.folder)
+        scores, labels = out["scores"], out["labels"]
+        summary = summarize(out["history"], scores, labels)
+        preds = pd.DataFrame({"frame_dir": [s.frame_dir for s in val.samples], "label": labels,
+                              "pred": scores.argmax(1), "score_true": scores[np.arange(len(labels)), labels]})
+        atomic_write(session.store.folder / SCORES, lambda p: _save_npy(p, scores))   # [N, L]
+        return active.finish(summary, [Artifact("predictions.parquet", preds),
+                                       Artifact(layout.CURVES, pd.DataFrame(out["history"])),
+                                       Artifact("model.pt", out["model"].state_dict())])
+
+
+def _follow(cfg: DictConfig, folder: Path) -> None:
+    """A rank > 0: train on its shards (resuming from rank 0's checkpoint), score and write nothing."""
+    torch.set_num_threads(int(cfg.threads))
+    _, train, val = _splits(cfg)
+    preemption.install_handlers()
+    out = train_and_test(cfg, train.samples, val.samples, train.class_names, RunStore(folder).checkpoint_dir,
+                         score=False)
+    if out.get("interrupted"):
+        raise preemption.Preempted(folder)

@@ -132,7 +132,8 @@ class SkelTextModel(nn.Module):
         self.video = VideoSide(SlowOnly(base=cfg.base, blocks=tuple(cfg.blocks)), cfg.hidden, cfg.embed)
         self.text = TextSide(tower, cfg.embed)
         self.temp = nn.Parameter(torch.tensor(float(cfg.temp)))
-        self.register_buffer("tokens", tower.tokenize(list(class_names)), persistent=False)
+        # the class names' tokens, renumbered to the rows of the tower's token table they use
+        self.register_buffer("tokens", tower.keep_tokens(tower.tokenize(list(class_names))), persistent=False)
         self.itm = (ItmHead(tower.width, max(1, tower.width // 64) if tower.width >= 64 else 2, cfg.hidden,
                             cfg.fusion_layers) if cfg.loss == "itc_itm" else None)
         self.pacl = (PaclEmbedder(self.video.encoder.out_channels, cfg.embed, cfg.pacl_embedder)

@@ -1,4 +1,5 @@
-"""One training step per variant, the optimizers and the schedule, and the test-split evaluation."""
+"""One training step per variant (`step_loss`, and `TrainStep`: the step as a module, what the shared
+loop trains and DDP wraps), the optimizers and the schedule, and the test-split evaluation."""
 from __future__ import annotations
 
 import math
@@ -65,7 +66,10 @@ def step_loss(model: nn.Module, batch: dict[str, Any], generator: torch.Generato
     if loss_name == "pacl":
         t_all = model.encode_texts()[0]
         logits = losses.pacl_logits(model.pacl(frames), t_all, temp, model.cfg.pacl_weighting)
-        loss = F.cross_entropy(logits, y)
+        # PACL pools the frames itself and never reads the pooled clip embedding v; 0 x v keeps the
+        # video projection in the graph, since DDP (without find_unused_parameters) waits for a
+        # gradient of every trainable parameter in every step. It adds exact zeros.
+        loss = F.cross_entropy(logits, y) + 0.0 * v.sum()
     else:
         t, states, pad, eot = model.encode_texts(y)
         if loss_name == "itc_mom":
@@ -91,15 +95,41 @@ def step_loss(model: nn.Module, batch: dict[str, Any], generator: torch.Generato
     return loss, metrics
 
 
+class TrainStep(nn.Module):
+    """One training step of `model` as a module: `forward(batch, generator)` is `step_loss`.
+
+    The shared loop hands its `loss_fn` the module it trains, under DDP the DistributedDataParallel
+    wrapper, which must be called rather than reached into (src/actlab/train/loop.py); the step reads
+    the model's parts (video, text, queue, ITM head, counters), so it is the module DDP wraps. Its
+    state_dict is the model's under `model.` (the loop's checkpoint); the run's artifact is the
+    model's own. `steps` and `samples` count this process's training forwards (plain attributes,
+    not state: a rank's share of the global batches, logged by the job)."""
+
+    def __init__(self, model: nn.Module, steps_per_epoch: int, alpha: float) -> None:
+        super().__init__()
+        self.model = model
+        self.steps_per_epoch, self.alpha = steps_per_epoch, alpha
+        self.steps = self.samples = 0
+
+    def forward(self, batch: dict[str, Any], generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        self.steps += 1
+        self.samples += len(batch["label"])
+        return step_loss(self.model, batch, generator, self.steps_per_epoch, self.alpha)
+
+
 def itm_loss(model: SkelTextModel, v: Tensor, t: Tensor, e: Tensor, states: Tensor, pad: Tensor, eot: Tensor,
              y: Tensor, temp: Tensor, generator: torch.Generator) -> tuple[Tensor, bool]:
     """CE over B positive pairs and the hard negative pairs (t_i, v_neg(i)), (t_neg(i), v_i)."""
     sim = (v @ t.T / temp).detach()
     video_rows, neg_video = losses.sample_negatives(losses.itm_negative_probs(sim.T, y), generator)
     text_rows, neg_text = losses.sample_negatives(losses.itm_negative_probs(sim, y), generator)
-    if video_rows.numel() == 0:
-        return sim.new_zeros(()), True         # one class in the batch: no negative exists
     b = len(y)
+    if video_rows.numel() == 0:                # one class in the batch: no negative exists, L_itm = 0
+        # The head still scores the positive pairs, times 0: DDP (without find_unused_parameters)
+        # waits for a gradient of every trainable parameter in every step, and another rank's
+        # shard of the same global batch may have negatives. The gradients it adds are exact zeros.
+        logits = model.itm(states, pad, eot, e)
+        return 0.0 * logits.sum(), True
     text_idx = torch.cat([torch.arange(b, device=y.device), video_rows, neg_text])
     video_idx = torch.cat([torch.arange(b, device=y.device), neg_video, text_rows])
     logits = model.itm(states[text_idx], pad[text_idx], eot[text_idx], e[video_idx])
