@@ -124,7 +124,7 @@ def test_two_torchrun_ranks_train_one_ntutoy_run_in_the_local_executor(tmp_path)
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     toy = (REPO / "configs/skel/experiment/ntutoy_main.yaml").read_text()
     one = (toy.replace("experiment: ntutoy_main", "experiment: skel_ddp").replace("seeds: [0, 1, 2]", "seeds: [0]")
-           .replace("loss: [ce, itc, itc_itm, itc_mom, pacl]", "loss: [itc_mom]"))
+           .replace("loss: [itc_itm, itc_mom, pacl, itc, ce]", "loss: [itc_mom]"))
     assert "seeds: [0]\n" in one and "loss: [itc_mom]" in one     # one run, not the whole experiment
     (tmp_path / "configs/skel/experiment/skel_ddp.yaml").write_text(one)
     task = ["epochs=1", "wandb.mode=disabled"]
