@@ -10,7 +10,6 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import REPO
+from test_skel_queue import _free_port
 
 from actlab.families.skel.model import CEModel, ModelConfig, SkelTextModel
 from actlab.families.skel.text import TextTower
@@ -93,12 +93,6 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         torch.save({"skips": int(model.itm_skips), "params": dict(model.named_parameters())}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_gloo_ranks_train_itm_when_one_shard_has_one_class(tmp_path):
