@@ -31,7 +31,9 @@ def mark(module: nn.Module, marker: str | Path) -> nn.Module:
     def hook(mod, args):
         if mod.training:
             with open(marker, "a") as f:
-                f.write(f"{ranks.rank} {ranks.world_size} {args[0].shape[0]}\n")
+                x = args[0]
+                size = (x[0] if isinstance(x, (list, tuple)) else x).shape[0]   # a list: one tensor per pathway
+                f.write(f"{ranks.rank} {ranks.world_size} {size}\n")
 
     module.register_forward_pre_hook(hook)
     return module
@@ -52,23 +54,21 @@ def run_two_ranks(tmp: Path, family: str, name: str, experiment: str, task_overr
                   timeout: int = 240) -> subprocess.CompletedProcess:
     """Write configs/<family>/experiment/<name>.yaml (`experiment`: its body) in a copy of the
     configs and run its pipeline with 2 ranks per task, results under `tmp`."""
+    from test_launch_slurm import hydra_list    # here, not at the top: the tasks import this module for `mark`
+
     shutil.copytree(REPO / "configs", tmp / "configs")
     (tmp / "configs" / family / "experiment" / f"{name}.yaml").write_text(
         f"# @package _global_\nexperiment: {name}\n{experiment}")
     return subprocess.run([sys.executable, str(REPO / "jobs/grid.py"), f"experiment={name}", "cluster=local",
                            f"configs={tmp / 'configs'}", *TWO_RANKS,
-                           f"task_overrides={_hydra_list(task_overrides)}",
-                           f"pythonpath={_hydra_list([str(TESTS)])}"],
+                           f"task_overrides={hydra_list(task_overrides)}",
+                           f"pythonpath={hydra_list([str(TESTS)])}"],
                           cwd=tmp, capture_output=True, text=True, timeout=timeout,
                           env=os.environ | {"ACTLAB_ROOT": str(tmp), "WANDB_MODE": "disabled"})
 
 
 def summaries(tmp: Path) -> list[Path]:
     return list((tmp / "results").rglob("summary.json"))
-
-
-def _hydra_list(items: list[str]) -> str:
-    return "[" + ",".join(json.dumps(i) for i in items) + "]"
 
 
 def marker_override(key: str, marker: Path) -> str:

@@ -16,28 +16,17 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from ddp_grid import TWO_RANKS, forwards, mark
 from test_launch_slurm import PRETRAIN_TINY, _grid, _sweep, _wait_done, data_overrides, hydra_list, slurm  # noqa: F401
 
 from actlab import families
 from actlab.launch.ranks import check_ranks
 
-TWO_RANKS = ["resources.tasks_per_node=2", "resources.cpus=2"]
-
 
 def rank_x3d(marker: str, **kw):
-    from actlab.device import ranks_from_env
     from actlab.families.continual.models.factory import x3d_small
 
-    model = x3d_small(**kw)
-    ranks = ranks_from_env()
-
-    def hook(module, args):
-        if module.training:
-            with open(marker, "a") as f:
-                f.write(f"{ranks.rank} {ranks.world_size} {args[0][0].shape[0]}\n")
-
-    model.register_forward_pre_hook(hook)
-    return model
+    return mark(x3d_small(**kw), marker)
 
 
 def _pretrain_project(tmp: Path, name: str) -> None:
@@ -46,10 +35,6 @@ def _pretrain_project(tmp: Path, name: str) -> None:
     shutil.copytree(REPO / "configs", tmp / "configs")
     (tmp / "configs" / "continual" / "experiment" / f"{name}.yaml").write_text(
         f"# @package _global_\nfamily: pretrain\nexperiment: {name}\nseeds: [0]\nexport_to: null\n")
-
-
-def _forwards(marker: Path) -> list[tuple[int, int, int]]:
-    return [tuple(map(int, line.split())) for line in marker.read_text().splitlines() if line]
 
 
 def _halves(seen: list[tuple[int, int, int]]) -> None:
@@ -113,7 +98,7 @@ def test_two_srun_ranks_train_one_pretraining_run_on_local_slurm(tmp_path, slurm
     assert out.returncode == 0, out.stderr
     sweep = _sweep(tmp_path, "ddp_slurm")
     assert [t.state for t in _wait_done(sweep, timeout=600)] == ["completed"]
-    seen = _forwards(marker)
+    seen = forwards(marker)
     assert {r for r, _, _ in seen} == {0, 1} and {w for _, w, _ in seen} == {2}, seen
     _halves(seen)
     (run,) = [p.parent for p in (tmp_path / "results").rglob("summary.json")]
@@ -132,7 +117,7 @@ def test_two_torchrun_ranks_in_the_local_executor(tmp_path, data_overrides):
                          cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"ACTLAB_ROOT": str(tmp_path)},
                          timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    seen = _forwards(marker)
+    seen = forwards(marker)
     assert {r for r, _, _ in seen} == {0, 1} and {w for _, w, _ in seen} == {2}, seen
     _halves(seen)
     assert len(list((tmp_path / "results").rglob("summary.json"))) == 1

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
 import re
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -112,20 +108,13 @@ def test_two_torchrun_ranks_train_one_ntutoy_run_in_the_local_executor(tmp_path)
     """An ITC+momentum ntutoy run (the queue enqueues the gathered global batch) as 2 torchrun
     ranks of one local task: completed, one run folder, each rank trained on half of every global
     batch (the ranks' own lines in the task's log), and the queue advanced by the global batch."""
-    from test_launch_ranks import TWO_RANKS
-    from test_launch_slurm import hydra_list
+    from ddp_grid import run_two_ranks
 
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
     toy = (REPO / "configs/skel/experiment/ntutoy_main.yaml").read_text()
-    one = (toy.replace("experiment: ntutoy_main", "experiment: skel_ddp").replace("seeds: [0, 1, 2]", "seeds: [0]")
+    one = (toy.replace("experiment: ntutoy_main\n", "").replace("seeds: [0, 1, 2]", "seeds: [0]")
            .replace("loss: [itc_itm, itc_mom, pacl, itc, ce]", "loss: [itc_mom]"))
     assert "seeds: [0]\n" in one and "loss: [itc_mom]" in one     # one run, not the whole experiment
-    (tmp_path / "configs/skel/experiment/skel_ddp.yaml").write_text(one)
-    task = ["epochs=1", "wandb.mode=disabled"]
-    out = subprocess.run([sys.executable, str(REPO / "jobs/grid.py"), "experiment=skel_ddp", "cluster=local",
-                          f"configs={tmp_path / 'configs'}", *TWO_RANKS, f"task_overrides={hydra_list(task)}"],
-                         cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"ACTLAB_ROOT": str(tmp_path)},
-                         timeout=600)
+    out = run_two_ranks(tmp_path, "skel", "skel_ddp", one, ["epochs=1", "wandb.mode=disabled"], timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (summary,) = list((tmp_path / "results").rglob("summary.json"))
     assert json.loads(summary.read_text())["val/top1"] >= 0
