@@ -63,12 +63,13 @@ def stream_content_key(dataset: Dataset, stream_sha256: str) -> str | None:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def backbone_key(model: nn.Module) -> str:
+def backbone_key(model: nn.Module, state: str | None = None) -> str:
     """Architecture + full state (parameters and batch-norm buffers) of `model.backbone`.
 
     Whether batch norm tracks running statistics (`backbone_bn`) is left out: it decides only the
     buffers after a train-mode forward, never the forward's output, so the frozen reference and a
-    head-only run with frozen statistics share entries while their backbones are bit-identical."""
+    head-only run with frozen statistics share entries while their backbones are bit-identical.
+    `state`: `backbone_hash(model)` when the caller has it (hashing a SlowFast backbone reads ~240 MB)."""
     from actlab.families.continual.engine.batched_eval import architecture_key
     norms = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     tracking = [m.track_running_stats for m in norms]
@@ -79,7 +80,7 @@ def backbone_key(model: nn.Module) -> str:
     finally:
         for m, t in zip(norms, tracking):
             m.track_running_stats = t
-    return hashlib.sha256(f"{arch}:{backbone_hash(model)}".encode()).hexdigest()
+    return hashlib.sha256(f"{arch}:{state or backbone_hash(model)}".encode()).hexdigest()
 
 
 def kernels(device: torch.device) -> str:
@@ -191,7 +192,8 @@ class BackboneFeatures:
     def __init__(self, model: nn.Module, dataset: Dataset, stream_sha256: str, cache_dir: str | Path | None,
                  device: torch.device, precision: str = "fp32") -> None:
         self.model, self.dataset, self.device, self.precision = model, dataset, device, precision
-        self.backbone, self.state = backbone_key(model), backbone_hash(model)
+        self.state = backbone_hash(model)
+        self.backbone = backbone_key(model, self.state)
         stream = stream_content_key(dataset, stream_sha256)
         # an unnamed dataset still shares features within the job, never on disk
         disk = Path(cache_dir) if cache_dir and stream is not None else None

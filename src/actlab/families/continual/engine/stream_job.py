@@ -105,7 +105,7 @@ def run(cfg: DictConfig) -> Path:
                     outputs.append(Artifact(artifacts.transfer(identity.unit), {
                         "model_user": identity.unit, "stream_user": identity.unit, "stream_sha256": stream.sha256,
                         "metrics": {k.replace("hindsight/", "transfer/", 1): v for k, v in own.items()}}))
-            if features.still_valid():
+            if features.computed and features.still_valid():
                 features.save()     # whatever this run computed, for the next run of this backbone
             return active.finish(summary, outputs)
 

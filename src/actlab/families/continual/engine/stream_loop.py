@@ -120,8 +120,10 @@ def run_stream(model: nn.Module, method: Method, dataset: Dataset, *, metrics: A
         records, start = state["records"], state["batches_done"]
         if state["order"] != order:
             raise RuntimeError(f"checkpoint in {checkpoint_dir} was written for another sample order")
-    if features is not None and not (features.model is model and features.still_valid()
-                                     and fixed_backbone(model, method, optimizer is not None, online_forward)):
+    # the cheap test first: a run whose backbone trains never hashes it here
+    if features is not None and not (features.model is model
+                                     and fixed_backbone(model, method, optimizer is not None, online_forward)
+                                     and features.still_valid()):
         features = None
     if (features is not None or (not method.uses_video and not past_eval_every)) and hasattr(dataset, "stream_labels"):
         # nothing reads the video but a cache miss, which `features` decodes itself
